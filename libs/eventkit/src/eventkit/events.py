@@ -1,0 +1,197 @@
+"""One frozen dataclass per Avro record in schemas/avro (a unit test keeps them field-for-field equal).
+
+Handlers only ever see these objects; bytes stop at the serde edge. Money is `Decimal` (Avro decimal,
+scale 3), instants are timezone-aware `datetime`s (Avro timestamp-millis).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Self
+
+# Event ids are derived from (order, event type) so that a re-emitted decision carries the same id:
+# every order has at most one event of each type, and consumers deduplicate on it.
+_EVENT_NS = uuid.UUID("5b1f3c0e-8d7a-4c2b-9a61-0e6d2f4b7a10")
+MONEY_PLACES = Decimal("0.001")
+
+
+def event_id_for(order_id: str, record_name: str) -> str:
+    return str(uuid.uuid5(_EVENT_NS, f"{order_id}/{record_name}"))
+
+
+def utcnow() -> datetime:
+    # Avro timestamp-millis keeps milliseconds; trimming here makes round-trips compare equal.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Fields every event carries."""
+
+    RECORD: ClassVar[str] = ""
+    event_id: str
+    occurred_at: datetime
+    order_id: str
+
+    @classmethod
+    def create(cls, *, order_id: str, **fields: Any) -> Self:
+        """A new event of this type about `order_id`, with its derived id and the current time."""
+        return cls(
+            event_id=event_id_for(order_id, cls.RECORD), occurred_at=utcnow(), order_id=order_id, **fields
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**record)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LineItem:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    description: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StockLine:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shortfall:
+    sku: str
+    requested: int
+    available: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderPlaced(Event):
+    RECORD: ClassVar[str] = "OrderPlaced"
+    customer_id: str
+    currency: str
+    country: str | None = None
+    placed_at: datetime
+    items: tuple[LineItem, ...]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((i.unit_price * i.quantity for i in self.items), Decimal(0)).quantize(MONEY_PLACES)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**{**record, "items": tuple(LineItem(**i) for i in record["items"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentCaptured(Event):
+    RECORD: ClassVar[str] = "PaymentCaptured"
+    customer_id: str
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentDeclined(Event):
+    RECORD: ClassVar[str] = "PaymentDeclined"
+    customer_id: str
+    amount: Decimal
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentRefunded(Event):
+    RECORD: ClassVar[str] = "PaymentRefunded"
+    customer_id: str
+    amount: Decimal
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StockReserved(Event):
+    RECORD: ClassVar[str] = "StockReserved"
+    lines: tuple[StockLine, ...]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**{**record, "lines": tuple(StockLine(**x) for x in record["lines"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class StockShortage(Event):
+    RECORD: ClassVar[str] = "StockShortage"
+    missing: tuple[Shortfall, ...]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**{**record, "missing": tuple(Shortfall(**x) for x in record["missing"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class StockReleased(Event):
+    RECORD: ClassVar[str] = "StockReleased"
+    lines: tuple[StockLine, ...]
+    reason: str
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**{**record, "lines": tuple(StockLine(**x) for x in record["lines"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShipmentScheduled(Event):
+    RECORD: ClassVar[str] = "ShipmentScheduled"
+    shipment_id: str
+    country: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShipmentDispatched(Event):
+    RECORD: ClassVar[str] = "ShipmentDispatched"
+    shipment_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShipmentCancelled(Event):
+    RECORD: ClassVar[str] = "ShipmentCancelled"
+    shipment_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnknownEvent:
+    """An event whose record type this process has no class for (e.g. a newer service's event).
+
+    It still has a name and its fields as the writer's schema gave them, which is all a timeline needs.
+    """
+
+    record_name: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.RECORD: cls
+    for cls in (
+        OrderPlaced,
+        PaymentCaptured,
+        PaymentDeclined,
+        PaymentRefunded,
+        StockReserved,
+        StockShortage,
+        StockReleased,
+        ShipmentScheduled,
+        ShipmentDispatched,
+        ShipmentCancelled,
+    )
+}

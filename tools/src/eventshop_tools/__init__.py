@@ -1,0 +1,1 @@
+"""Developer tooling for eventshop: native runtime, replay, test fixtures."""
