@@ -1,0 +1,67 @@
+"""A consumer service as one process: the consumer runner in a thread, `/health` over HTTP.
+
+SIGTERM (uvicorn's shutdown) sets the stop flag: the runner finishes the batch in flight, stores and
+commits its offsets, closes the consumer, and the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from eventkit.consumer import ConsumerRunner
+
+log = logging.getLogger("eventkit.service")
+
+
+def consumer_app(name: str, make_runner: Callable[[], ConsumerRunner], extra: Callable[[], dict] | None = None):
+    """A FastAPI app that runs `make_runner()` in a background thread for its whole lifetime."""
+    stop = threading.Event()
+    state: dict[str, object] = {"runner": None, "status": "starting"}
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                runner = make_runner()
+                state["runner"], state["status"] = runner, "ok"
+                runner.run(stop)
+            except Exception:
+                state["status"] = "restarting"
+                log.exception("consumer loop failed; restarting in 2s")
+                stop.wait(2)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        thread = threading.Thread(target=loop, name=f"{name}-consumer", daemon=True)
+        thread.start()
+        yield
+        stop.set()
+        began = time.monotonic()
+        thread.join(timeout=30)
+        log.info("consumer stopped in %.2fs", time.monotonic() - began)
+
+    app = FastAPI(title=f"eventshop {name}", lifespan=lifespan)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        runner = state["runner"]
+        body: dict[str, object] = {"service": name, "status": state["status"]}
+        if isinstance(runner, ConsumerRunner):
+            body["consumer"] = asdict(runner.stats)
+        if extra is not None:
+            body.update(extra())
+        return JSONResponse(body, status_code=200 if state["status"] == "ok" else 503)
+
+    return app
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=20)

@@ -1,0 +1,63 @@
+"""Durable service state in SQLite, with an inbox that makes redelivery harmless.
+
+`process(event_id, decide)` runs `decide` inside one SQLite transaction together with recording the
+event id and the events it produced. A redelivered event (same id) runs nothing and returns the
+recorded events again, so a crash between "state saved" and "outputs confirmed" re-emits exactly the
+same events (same derived ids) instead of losing them or deciding twice.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from eventkit.events import Event
+
+_INBOX = """
+create table if not exists inbox (
+    event_id text primary key,
+    outputs  blob not null
+);
+"""
+
+
+class StateStore:
+    def __init__(self, path: Path, schema_sql: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("pragma journal_mode=wal")
+        self._db.execute("pragma synchronous=normal")
+        self._db.executescript(_INBOX + schema_sql)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("begin immediate")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+            self._db.execute("commit")
+
+    def read(self) -> sqlite3.Connection:
+        """The connection for read-only queries (health pages, tests)."""
+        return self._db
+
+    def process(self, event_id: str, decide: Callable[[sqlite3.Connection], Sequence[Event]]) -> list[Event]:
+        with self.transaction() as db:
+            row = db.execute("select outputs from inbox where event_id = ?", (event_id,)).fetchone()
+            if row is not None:
+                outputs: list[Event] = pickle.loads(row[0])
+                return outputs
+            outputs = list(decide(db))
+            db.execute("insert into inbox (event_id, outputs) values (?, ?)", (event_id, pickle.dumps(outputs)))
+            return outputs
+
+    def close(self) -> None:
+        self._db.close()
