@@ -22,7 +22,12 @@ from eventkit.consumer import ConsumerRunner
 log = logging.getLogger("eventkit.service")
 
 
-def consumer_app(name: str, make_runner: Callable[[], ConsumerRunner], extra: Callable[[], dict] | None = None):
+def consumer_app(
+    name: str,
+    make_runner: Callable[[], ConsumerRunner],
+    extra: Callable[[], dict] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
     """A FastAPI app that runs `make_runner()` in a background thread for its whole lifetime."""
     stop = threading.Event()
     state: dict[str, object] = {"runner": None, "status": "starting"}
@@ -47,6 +52,8 @@ def consumer_app(name: str, make_runner: Callable[[], ConsumerRunner], extra: Ca
         began = time.monotonic()
         thread.join(timeout=30)
         log.info("consumer stopped in %.2fs", time.monotonic() - began)
+        if on_shutdown is not None:
+            on_shutdown()
 
     app = FastAPI(title=f"eventshop {name}", lifespan=lifespan)
 

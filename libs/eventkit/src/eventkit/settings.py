@@ -21,3 +21,11 @@ class KafkaSettings(BaseSettings):
     state_dir: Path = REPO_ROOT / ".run" / "state"
     # How long a produce may wait for the broker's acknowledgement before it counts as failed.
     delivery_timeout_ms: int = 10_000
+
+
+class ServiceSettings(KafkaSettings):
+    """What every service process adds: where its HTTP side listens and how much it logs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"

@@ -8,6 +8,7 @@ same events (same derived ids) instead of losing them or deciding twice.
 
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 import threading
@@ -28,6 +29,7 @@ create table if not exists inbox (
 class StateStore:
     def __init__(self, path: Path, schema_sql: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=normal")
@@ -46,8 +48,8 @@ class StateStore:
             self._db.execute("commit")
 
     def read(self) -> sqlite3.Connection:
-        """The connection for read-only queries (health pages, tests)."""
-        return self._db
+        """A fresh connection for read-only queries from other threads (WAL lets them run beside writes)."""
+        return sqlite3.connect(self.path)
 
     def process(self, event_id: str, decide: Callable[[sqlite3.Connection], Sequence[Event]]) -> list[Event]:
         with self.transaction() as db:
@@ -61,3 +63,20 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def keyed_table(name: str) -> str:
+    """DDL for a table of JSON documents by key (one row per order, SKU, ...)."""
+    return f"create table if not exists {name} (key text primary key, data text not null);"
+
+
+def load_doc(db: sqlite3.Connection, table: str, key: str) -> dict | None:
+    row = db.execute(f"select data from {table} where key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def save_doc(db: sqlite3.Connection, table: str, key: str, doc: dict) -> None:
+    db.execute(
+        f"insert into {table} (key, data) values (?, ?) on conflict(key) do update set data = excluded.data",
+        (key, json.dumps(doc, default=str)),
+    )

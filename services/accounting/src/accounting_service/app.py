@@ -1,0 +1,116 @@
+"""Accounting's edges: settings, SQLite state and ledger, the consumer runner, /health and /ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict
+from decimal import Decimal
+
+from fastapi import FastAPI
+
+from accounting_service.domain import CONSUMES, Payment, decide
+from eventkit.catalogue import load_catalogue
+from eventkit.consumer import ConsumerRunner, Received
+from eventkit.events import Event, PaymentCaptured, PaymentRefunded
+from eventkit.producer import EventProducer
+from eventkit.serde import AvroCodec
+from eventkit.service import consumer_app
+from eventkit.settings import ServiceSettings
+from eventkit.store import StateStore, keyed_table, load_doc, save_doc
+
+NAME = "accounting"
+
+LEDGER = """
+create table if not exists ledger (
+    order_id    text not null,
+    kind        text not null,   -- 'charge' | 'refund'
+    customer_id text not null,
+    amount      text not null,   -- exact decimal, as text
+    currency    text not null,
+    primary key (order_id, kind)
+);
+create index if not exists ledger_customer on ledger (customer_id);
+"""
+
+
+class AccountingSettings(ServiceSettings):
+    port: int = 8002
+    group_id: str = "accounting"
+    accounting_credit_limit: Decimal = Decimal("5000.000")
+
+
+def open_store(settings: AccountingSettings) -> StateStore:
+    return StateStore(settings.state_dir / f"{NAME}.db", keyed_table("payments") + LEDGER)
+
+
+def _load(db: sqlite3.Connection, order_id: str) -> Payment:
+    doc = load_doc(db, "payments", order_id)
+    if doc is None:
+        return Payment(order_id=order_id)
+    if doc["amount"] is not None:
+        doc["amount"] = Decimal(doc["amount"])
+    return Payment(**doc)
+
+
+def make_handler(store: StateStore, credit_limit: Decimal):
+    def apply(db: sqlite3.Connection, event: Event) -> list[Event]:
+        payment, out = decide(_load(db, event.order_id), event, credit_limit)
+        save_doc(db, "payments", event.order_id, asdict(payment))
+        for e in out:
+            if isinstance(e, PaymentCaptured | PaymentRefunded):
+                kind = "charge" if isinstance(e, PaymentCaptured) else "refund"
+                db.execute(
+                    "insert or ignore into ledger values (?, ?, ?, ?, ?)",
+                    (e.order_id, kind, e.customer_id, str(e.amount), e.currency),
+                )
+        return out
+
+    def handle(received: Received) -> list[Event]:
+        event = received.event
+        if not isinstance(event, CONSUMES):
+            return []
+        return store.process(event.event_id, lambda db: apply(db, event))
+
+    return handle
+
+
+def ledger_for(db: sqlite3.Connection, customer_id: str) -> dict[str, object]:
+    rows = db.execute(
+        "select order_id, kind, amount, currency from ledger where customer_id = ? order by rowid", (customer_id,)
+    ).fetchall()
+    balance = sum((Decimal(a) if k == "charge" else -Decimal(a) for _, k, a, _ in rows), Decimal(0))
+    return {
+        "customer_id": customer_id,
+        "balance": str(balance),
+        "entries": [{"order_id": o, "kind": k, "amount": a, "currency": c} for o, k, a, c in rows],
+    }
+
+
+def create_app(settings: AccountingSettings) -> FastAPI:
+    catalogue = load_catalogue(settings.schemas_dir)
+    store = open_store(settings)
+
+    def make_runner() -> ConsumerRunner:
+        codec = AvroCodec.connect(settings.schema_registry_url, catalogue)
+        return ConsumerRunner(
+            settings=settings,
+            producer=EventProducer(settings, codec, client_id=NAME),
+            service=NAME,
+            group_id=settings.group_id,
+            topics=[catalogue.topic_for(cls.RECORD).name for cls in CONSUMES],
+            handler=make_handler(store, settings.accounting_credit_limit),
+        )
+
+    def counts() -> dict[str, object]:
+        db = store.read()
+        rows = db.execute("select json_extract(data, '$.status'), count(*) from payments group by 1").fetchall()
+        return {"payments": dict(rows)}
+
+    app = consumer_app(NAME, make_runner, counts)
+
+    @app.get("/ledger/{customer_id}")
+    def ledger(customer_id: str) -> dict[str, object]:
+        """A customer's ledger: charges and refunds, with the exact balance."""
+        return ledger_for(store.read(), customer_id)
+
+    return app

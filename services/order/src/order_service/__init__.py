@@ -1,0 +1,1 @@
+"""Order service: the HTTP edge (POST /orders -> OrderPlaced) and the order timeline view."""

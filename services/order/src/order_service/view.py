@@ -1,0 +1,121 @@
+"""The order view: which orders this service accepted, and each order's timeline of events.
+
+The timeline is a projection of every topic matching the catalogue's order-events pattern, so an event
+type this code has never heard of (a new service's) still appears, named by its Avro record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from eventkit.consumer import Received
+from eventkit.events import Event, ShipmentCancelled, ShipmentDispatched, UnknownEvent
+from eventkit.store import StateStore
+
+SCHEMA = """
+create table if not exists accepted (
+    order_id        text primary key,
+    customer_id     text not null,
+    idempotency_key text,
+    body_sha256     text not null,
+    accepted_at     text not null
+);
+create unique index if not exists accepted_key on accepted (customer_id, idempotency_key);
+create table if not exists timeline (
+    seq         integer primary key autoincrement,
+    event_id    text not null unique,
+    order_id    text not null,
+    type        text not null,
+    occurred_at text not null,
+    entry       text not null
+);
+create index if not exists timeline_order on timeline (order_id, seq);
+"""
+
+FINAL_STATES = {ShipmentDispatched.RECORD: "dispatched", ShipmentCancelled.RECORD: "cancelled"}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_entry(event: Event | UnknownEvent) -> dict[str, Any] | None:
+    """A timeline entry: `type`, `event_id`, `occurred_at`, then the event's own fields (JSON-ready)."""
+    if isinstance(event, UnknownEvent):
+        fields, record = dict(event.fields), event.record_name
+    else:
+        fields, record = dataclasses.asdict(event), event.RECORD
+    if not fields.get("order_id") or not fields.get("event_id"):
+        return None
+    fields.pop("order_id")
+    return {"type": record, **_plain(fields)}
+
+
+def status_of(types: Iterable[str]) -> str:
+    """`pending` until a final event is in the timeline; the first final event decides."""
+    for record in types:
+        if record in FINAL_STATES:
+            return FINAL_STATES[record]
+    return "pending"
+
+
+def open_store(path) -> StateStore:
+    return StateStore(path, SCHEMA)
+
+
+def project(store: StateStore, received: Received) -> list[Event]:
+    """Consumer handler: add the event to its order's timeline (once; redelivery is a no-op)."""
+    entry = to_entry(received.event)
+    if entry is None:
+        return []
+    order_id = getattr(received.event, "order_id", None) or received.event.fields["order_id"]  # type: ignore[union-attr]
+    with store.transaction() as db:
+        db.execute(
+            "insert or ignore into timeline (event_id, order_id, type, occurred_at, entry) values (?, ?, ?, ?, ?)",
+            (entry["event_id"], order_id, entry["type"], entry["occurred_at"], json.dumps(entry)),
+        )
+    return []
+
+
+def accepted_order(db: sqlite3.Connection, customer_id: str, key: str) -> tuple[str, str] | None:
+    row = db.execute(
+        "select order_id, body_sha256 from accepted where customer_id = ? and idempotency_key = ?",
+        (customer_id, key),
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def record_accepted(
+    store: StateStore, order_id: str, customer_id: str, key: str | None, digest: str, at: datetime
+) -> None:
+    with store.transaction() as db:
+        db.execute(
+            "insert or ignore into accepted values (?, ?, ?, ?, ?)",
+            (order_id, customer_id, key, digest, at.isoformat(timespec="milliseconds")),
+        )
+
+
+def order_view(db: sqlite3.Connection, order_id: str) -> dict[str, Any] | None:
+    entries = [
+        json.loads(row[0])
+        for row in db.execute(
+            "select entry from timeline where order_id = ? order by occurred_at, seq", (order_id,)
+        )
+    ]
+    if not entries and db.execute("select 1 from accepted where order_id = ?", (order_id,)).fetchone() is None:
+        return None
+    return {"order_id": order_id, "status": status_of(e["type"] for e in entries), "timeline": entries}
