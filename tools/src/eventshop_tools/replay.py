@@ -28,7 +28,9 @@ Rules (invoice level, first match wins; each skipped invoice counts under one re
 - `no_customer`: empty CustomerID (25% of rows); the API requires a customer.
 - `no_product_lines`: no line is left after the line rules below.
 
-Rules (line level, only on invoices not already skipped; first match wins)
+Rules (line level, first match wins; judged only on invoices not skipped by one of the first four
+invoice rules, so the lines of a `no_product_lines` invoice are counted, the lines of a
+cancellation are not)
 - `malformed`: Quantity is not an integer or UnitPrice is not a finite decimal (none in the data).
 - `non_product`: the StockCode is not a product code (`is_product_code`: 5 digits optionally
   followed by letters, e.g. 85123A). Postage, fees, manual lines, samples, gift vouchers and the
@@ -47,7 +49,15 @@ Mapping of a kept invoice
 - sku = StockCode; quantity = int(Quantity); unit_price = Decimal(UnitPrice string), never a
   float, sent in plain notation (`format(d, "f")`), so "2.55" and "0.001" go out exactly as read;
   description = Description as in the file (trailing spaces and the `Â£` artifact left as
-  found), or null if empty.
+  found), or null if empty. CustomerID and Country are the invoice's first row's (they never vary
+  within an invoice in the data).
+
+What this gives on online_retail.csv.gz (all 541,909 rows): 25,900 invoices read, 18,402 orders
+(396,337 lines, the largest 541 lines: 576339); skipped 3,836 cancellation, 3,525 no_customer,
+134 no_product_lines, 3 adjustment; lines dropped 1,554 non_product, 33 zero_price. Every
+negative quantity and negative price in the file is on a cancellation, an adjustment or an
+invoice without a customer, so those two line rules never fire on the real data; the 1,114-line
+invoice 573585 has no CustomerID.
 """
 
 from __future__ import annotations
@@ -349,7 +359,7 @@ class Summary:
             rows += _counter_rows("other answers", self.other)
         if self.max_lag:
             rows.append(("max send lag (s)", f"{self.max_lag:.3f}"))
-        rows += _counter_rows("final states", self.final_states)
+        rows += _counter_rows("order states at the end", self.final_states)
         rows += [(f"  with {s} events", self.services_seen.get(s, 0)) for s in SERVICES]
         rows.append(("with accounting+inventory+shipping events", self.all_services))
         rows.append(("lost (accepted, not final)", self.lost))
@@ -464,9 +474,7 @@ def reason_of(status: int, body: Any) -> str:
 
 async def _post(client: httpx.AsyncClient, order: ReplayOrder, lag: float) -> SendResult:
     try:
-        response = await client.post(
-            "/orders", json=order.body(), headers={"Idempotency-Key": order.idempotency_key}
-        )
+        response = await client.post("/orders", json=order.body(), headers={"Idempotency-Key": order.idempotency_key})
     except httpx.HTTPError as exc:
         return SendResult(order.invoice_no, None, type(exc).__name__, lag=lag)
     try:
@@ -501,8 +509,8 @@ async def _send_all(
         nonlocal accepted
         results[i] = result
         accepted += result.order_id is not None
-        bar.update(1)
         bar.set_postfix(accepted=accepted, refresh=False)
+        bar.update(1)
 
     try:
         if rate is None:
@@ -583,17 +591,17 @@ async def _await_final(
     deadline = time.monotonic() + wait_seconds
     interval = poll_interval
     bar = tqdm(total=len(pending), desc="final", unit="order", disable=not progress, file=sys.stderr)
+
+    async def worker(work: Iterator[str]) -> None:
+        for order_id in work:  # shared by the workers of a round: each order is polled once
+            await _poll_one(client, urls[order_id], outcomes[order_id])
+            if outcomes[order_id].status in FINAL_STATES:
+                bar.update(1)
+
     try:
         while pending:
             work = iter(pending)
-
-            async def worker() -> None:
-                for order_id in work:
-                    await _poll_one(client, urls[order_id], outcomes[order_id])
-                    if outcomes[order_id].status in FINAL_STATES:
-                        bar.update(1)
-
-            await asyncio.gather(*(worker() for _ in range(min(concurrency, len(pending)))))
+            await asyncio.gather(*(worker(work) for _ in range(min(concurrency, len(pending)))))
             still = [oid for oid in pending if outcomes[oid].status not in FINAL_STATES]
             # Back off while nothing moves; poll briskly again as soon as something does.
             interval = poll_interval if len(still) < len(pending) else min(interval * 1.5, 5.0)
@@ -626,9 +634,7 @@ async def replay(
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=base_url, timeout=httpx.Timeout(timeout, pool=None), limits=limits
-    ) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout, pool=None), limits=limits) as client:
         sends = await _send_all(client, orders, rate, concurrency, progress)
         outcomes = await _await_final(client, sends, wait_final_seconds, concurrency, poll_interval, progress)
     return summarize(sends, outcomes, skips)
