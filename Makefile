@@ -45,7 +45,7 @@ lint: install ## ruff and mypy
 	@$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy libs services tools
 
 replay: install ## POST real invoices to the order API: make replay DATA=<file> LIMIT=n RATE=r
-	@$(UV) run python -m eventshop_tools.replay $(DATA) --limit $(LIMIT) $(if $(RATE),--rate $(RATE))
+	@$(UV) run python -m eventshop_tools.replay $(DATA) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RATE),--rate $(RATE))
 
 clean: down ## stop, and delete broker data, registry data and service state (keeps downloaded jars)
 	@rm -rf .run

@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
-
 from eventkit.catalogue import Catalogue, load_catalogue
 from eventkit.settings import KafkaSettings
+
 from eventshop_tools import stack
 
 
@@ -32,7 +33,9 @@ class Infra:
     order_url: str = "http://127.0.0.1:8000"
 
     def settings(self) -> KafkaSettings:
-        return KafkaSettings(kafka_bootstrap_servers=self.bootstrap_servers, schema_registry_url=self.registry_url)
+        return KafkaSettings(
+            kafka_bootstrap_servers=self.bootstrap_servers, schema_registry_url=self.registry_url
+        )
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +104,60 @@ def eventually(probe: Callable[[], object], timeout: float = 30.0, interval: flo
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
+# -- driving the running system through the order API ------------------------------------------
+SERVICE_OF = {"Payment": "accounting", "Stock": "inventory", "Shipment": "shipping"}
+
+
+def order_body(customer: str, *lines: tuple[str, int, str], **extra: Any) -> dict[str, Any]:
+    return {
+        "customer_id": customer,
+        "currency": "GBP",
+        "country": "United Kingdom",
+        "items": [{"sku": sku, "quantity": qty, "unit_price": price} for sku, qty, price in lines],
+        **extra,
+    }
+
+
+def services_in(timeline: list[dict[str, Any]]) -> set[str]:
+    return {svc for e in timeline for prefix, svc in SERVICE_OF.items() if e["type"].startswith(prefix)}
+
+
+@pytest.fixture
+def place(order_api: httpx.Client) -> Callable[..., str]:
+    def _place(body: dict[str, Any], key: str | None = None) -> str:
+        headers = {"Idempotency-Key": key} if key else {}
+        response = order_api.post("/orders", json=body, headers=headers)
+        assert response.status_code == 202, response.text
+        return str(response.json()["order_id"])
+
+    return _place
+
+
+@pytest.fixture
+def wait_final(order_api: httpx.Client) -> Callable[..., dict[str, Any]]:
+    def _wait(order_id: str, timeout: float = 60, require: tuple[str, ...] = ()) -> dict[str, Any]:
+        def final() -> dict[str, Any] | None:
+            view = order_api.get(f"/orders/{order_id}").json()
+            types = {e["type"] for e in view.get("timeline", [])}
+            if view.get("status") in ("dispatched", "cancelled") and set(require) <= types:
+                return view
+            return None
+
+        return eventually(final, timeout=timeout, interval=0.2)  # type: ignore[return-value]
+
+    return _wait
+
+
+@pytest.fixture
+def sku() -> Callable[[], str]:
+    """Fresh SKUs, so stock levels seen by a test are untouched by other tests (default stock 500)."""
+    return lambda: f"T{uuid.uuid4().hex[:12].upper()}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "disruptive: stops and restarts parts of the running system; runs last")
+    config.addinivalue_line(
+        "markers", "disruptive: stops and restarts parts of the running system; runs last"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
