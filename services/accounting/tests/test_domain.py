@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import pytest
+from accounting_service.domain import CONSUMES, SETTLED_CURRENCIES, Payment, decide, decline_reason
 from eventkit.events import (
     Event,
     LineItem,
@@ -21,8 +22,6 @@ from eventkit.events import (
     event_id_for,
 )
 from fastavro import parse_schema, schemaless_writer
-
-from accounting_service.domain import CONSUMES, SETTLED_CURRENCIES, Payment, decide, decline_reason
 
 ORDER = "5d0c9a3e-1b2f-4c6d-8e7f-0a1b2c3d4e5f"
 LIMIT = Decimal("5000.000")
@@ -44,9 +43,7 @@ def cancelled(reason: str = "stock shortage", order_id: str = ORDER) -> Shipment
     return ShipmentCancelled.create(order_id=order_id, shipment_id="ship-1", reason=reason)
 
 
-def run(
-    events: Iterable[Event], limit: Decimal = LIMIT, payment: Payment | None = None
-) -> tuple[Payment, list[Event]]:
+def run(events: Iterable[Event], limit: Decimal = LIMIT, payment: Payment | None = None) -> tuple[Payment, list[Event]]:
     payment = payment or Payment(order_id=ORDER)
     emitted: list[Event] = []
     for event in events:
@@ -65,7 +62,7 @@ def expected_total(lines: Iterable[tuple[str, int, str]]) -> Decimal:
 
 def test_consumes_orders_and_cancellations():
     assert set(CONSUMES) == {OrderPlaced, ShipmentCancelled}
-    assert SETTLED_CURRENCIES == {"GBP"}
+    assert {"GBP"} == SETTLED_CURRENCIES
 
 
 # -- capture / decline at the credit limit --------------------------------------------------------------
@@ -103,9 +100,7 @@ def test_capture_or_decline_around_the_credit_limit(extra, outcome):
         assert isinstance(event, PaymentCaptured)
     else:
         assert isinstance(event, PaymentDeclined)
-        assert event.reason == (
-            f"order total {total} GBP exceeds the credit limit of {LIMIT} GBP"
-        )
+        assert event.reason == (f"order total {total} GBP exceeds the credit limit of {LIMIT} GBP")
     assert event.customer_id == "17850"  # type: ignore[attr-defined]
     assert event.currency == "GBP"  # type: ignore[attr-defined]
 

@@ -24,7 +24,6 @@ from eventkit.events import (
     StockShortage,
     event_id_for,
 )
-
 from shipping_service.domain import CONSUMES, Shipment, decide, record
 
 ORDER = "0b7c2d2e-4a4b-4f7e-9d55-1f0e2a3b4c5d"
