@@ -42,7 +42,7 @@ test-unit: install ## unit tests only (no broker)
 	@$(UV) run pytest -m "not integration and not e2e"
 
 lint: install ## ruff and mypy
-	@$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy libs services tools
+	@$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy libs/eventkit/src services/*/src tools/src
 
 replay: install ## POST real invoices to the order API: make replay DATA=<file> LIMIT=n RATE=r
 	@$(UV) run python -m eventshop_tools.replay $(DATA) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RATE),--rate $(RATE))

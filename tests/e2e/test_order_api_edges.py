@@ -6,7 +6,6 @@ import json
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-
 from eventshop_tools.testing import Infra, order_body
 
 
@@ -70,7 +69,9 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "headers", "status", "reason"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("name", "body", "headers", "status", "reason"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS]
+)
 def test_bad_request_gets_a_4xx_with_a_reason(order_api, name, body, headers, status, reason) -> None:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     response = order_api.post("/orders", content=content, headers={"content-type": "application/json", **headers})

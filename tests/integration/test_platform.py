@@ -12,14 +12,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from fastavro import parse_schema, schemaless_reader
-
 from eventkit.catalogue import Catalogue
 from eventkit.events import LineItem, OrderPlaced, utcnow
 from eventkit.producer import EventProducer
 from eventkit.provision import IncompatibleSchema, register
 from eventkit.serde import AvroCodec
 from eventshop_tools.testing import Infra, eventually
+from fastavro import parse_schema, schemaless_reader
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +93,7 @@ def test_event_round_trips_with_a_schema_id_the_registry_resolves(
     topic = catalogue.topic_for("OrderPlaced").name
     producer.produce(topic, order_id, event, on_delivery=lambda err, msg: delivered.append((err, msg)))
     producer.flush(10)
-    (err, meta), = delivered
+    ((err, meta),) = delivered
     assert err is None
     msg = read_back(infra, topic, meta.partition(), meta.offset())
     raw = msg.value()
@@ -126,9 +125,7 @@ def _with_fields(*fields: dict) -> str:
     "change",
     [
         pytest.param(_with_fields({"name": "id", "type": "string"}, {"name": "total", "type": "int"}), id="rename"),
-        pytest.param(
-            _with_fields(*V1["fields"], {"name": "note", "type": "string"}), id="added-without-default"
-        ),
+        pytest.param(_with_fields(*V1["fields"], {"name": "note", "type": "string"}), id="added-without-default"),
         pytest.param(_with_fields({"name": "id", "type": "string"}, {"name": "amount", "type": "string"}), id="type"),
     ],
 )

@@ -40,9 +40,7 @@ def kafka_env(host: str) -> dict[str, str]:
         "KAFKA_LISTENERS": f"PLAINTEXT://:19092,PLAINTEXT_HOST://:{KAFKA_PORT},CONTROLLER://:9093",
         # No compose network here, so the internal listener advertises loopback instead of kafka:19092.
         "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:19092,PLAINTEXT_HOST://{host}:{KAFKA_PORT}",
-        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": (
-            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT"
-        ),
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": ("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT"),
         "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
         "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
@@ -61,9 +59,7 @@ def start_containers() -> tuple[str, str, Callable[[], None]]:
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.wait_strategies import HttpWaitStrategy, LogMessageWaitStrategy
     except ImportError as exc:
-        raise RuntimeError(
-            f"testcontainers 4.13+ is needed for containers (`uv sync` installs it): {exc}"
-        ) from exc
+        raise RuntimeError(f"testcontainers 4.13+ is needed for containers (`uv sync` installs it): {exc}") from exc
 
     kafka = DockerContainer(f"apache/kafka:{KAFKA_VERSION}")
     host = kafka.get_docker_client().host()  # where published ports are reached (localhost or DOCKER_HOST)
@@ -89,9 +85,7 @@ def start_containers() -> tuple[str, str, Callable[[], None]]:
         for container in (kafka, registry):
             started.append(container)  # before start(): a container that fails its wait is removed too
             container.start()
-        registry_url = (
-            f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(8080)}{CCOMPAT_PATH}"
-        )
+        registry_url = f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(8080)}{CCOMPAT_PATH}"
     except BaseException:
         stop()
         raise

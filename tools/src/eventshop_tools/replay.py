@@ -472,11 +472,24 @@ def reason_of(status: int, body: Any) -> str:
 # Sending and polling
 
 
+# A connection the server closed as it was reused (keep-alive race) is retried: the Idempotency-Key makes
+# a repeated POST safe, which is exactly what the key is for.
+TRANSPORT_ATTEMPTS = 3
+
+
 async def _post(client: httpx.AsyncClient, order: ReplayOrder, lag: float) -> SendResult:
-    try:
-        response = await client.post("/orders", json=order.body(), headers={"Idempotency-Key": order.idempotency_key})
-    except httpx.HTTPError as exc:
-        return SendResult(order.invoice_no, None, type(exc).__name__, lag=lag)
+    for attempt in range(1, TRANSPORT_ATTEMPTS + 1):
+        try:
+            response = await client.post(
+                "/orders", json=order.body(), headers={"Idempotency-Key": order.idempotency_key}
+            )
+            break
+        except httpx.TransportError as exc:
+            if attempt == TRANSPORT_ATTEMPTS:
+                return SendResult(order.invoice_no, None, type(exc).__name__, lag=lag)
+            await asyncio.sleep(0.2 * attempt)
+        except httpx.HTTPError as exc:
+            return SendResult(order.invoice_no, None, type(exc).__name__, lag=lag)
     try:
         body: Any = response.json()
     except ValueError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -320,10 +321,8 @@ def stop(comp: Component, timeout: float = 30.0) -> bool:
     if pid is None:
         comp.pid_file.unlink(missing_ok=True)
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
@@ -336,10 +335,8 @@ def stop(comp: Component, timeout: float = 30.0) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split()[2]
     except OSError:

@@ -33,9 +33,7 @@ class Infra:
     order_url: str = "http://127.0.0.1:8000"
 
     def settings(self) -> KafkaSettings:
-        return KafkaSettings(
-            kafka_bootstrap_servers=self.bootstrap_servers, schema_registry_url=self.registry_url
-        )
+        return KafkaSettings(kafka_bootstrap_servers=self.bootstrap_servers, schema_registry_url=self.registry_url)
 
 
 @pytest.fixture(scope="session")
@@ -150,14 +148,12 @@ def wait_final(order_api: httpx.Client) -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def sku() -> Callable[[], str]:
-    """Fresh SKUs, so stock levels seen by a test are untouched by other tests (default stock 500)."""
+    """Fresh SKUs, so stock levels seen by a test are untouched by other tests (stock file default)."""
     return lambda: f"T{uuid.uuid4().hex[:12].upper()}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "disruptive: stops and restarts parts of the running system; runs last"
-    )
+    config.addinivalue_line("markers", "disruptive: stops and restarts parts of the running system; runs last")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -130,17 +130,19 @@ class ConsumerRunner:
             self._consumer.store_offsets(message=msg)
 
     def _process(self, msg: Message) -> None:
-        headers = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
+        raw_headers: list[tuple[str, bytes | None]] = list(msg.headers() or [])  # type: ignore[arg-type]
+        headers = {k: _text(v) for k, v in raw_headers}
         try:
             event = self.producer.codec.decode(msg.value())
         except DeserializationError as exc:
             self._dead_letter(msg, exc, attempts=1)
             return
+        key = msg.key()
         received = Received(
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
-            key=msg.key().decode(errors="replace") if msg.key() else None,
+            topic=_text(msg.topic()),
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            key=_text(key) if key is not None else None,
             event=event,
             headers=headers,
         )
@@ -173,7 +175,7 @@ class ConsumerRunner:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         headers = [
             *(msg.headers() or []),
-            ("dlq.original.topic", msg.topic().encode()),
+            ("dlq.original.topic", _text(msg.topic()).encode()),
             ("dlq.original.partition", str(msg.partition()).encode()),
             ("dlq.original.offset", str(msg.offset()).encode()),
             ("dlq.error.class", type(exc).__name__.encode()),
@@ -181,7 +183,7 @@ class ConsumerRunner:
             ("dlq.attempts", str(attempts).encode()),
             ("dlq.service", self.service.encode()),
         ]
-        self.producer.produce_raw(self.catalogue.dead_letter_topic(msg.topic()), msg.key(), msg.value(), headers)
+        self.producer.produce_raw(self.catalogue.dead_letter_topic(_text(msg.topic())), msg.key(), msg.value(), headers)
         log.warning(
             "dead-lettered %s[%d]@%d: %s",
             msg.topic(),
@@ -190,6 +192,12 @@ class ConsumerRunner:
             exc,
             extra={"service": self.service},
         )
+
+
+def _text(value: str | bytes | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value or ""
 
 
 def _ctx(received: Received) -> dict[str, object]:

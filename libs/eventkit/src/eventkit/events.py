@@ -41,9 +41,7 @@ class Event:
     @classmethod
     def create(cls, *, order_id: str, **fields: Any) -> Self:
         """A new event of this type about `order_id`, with its derived id and the current time."""
-        return cls(
-            event_id=event_id_for(order_id, cls.RECORD), occurred_at=utcnow(), order_id=order_id, **fields
-        )
+        return cls(event_id=event_id_for(order_id, cls.RECORD), occurred_at=utcnow(), order_id=order_id, **fields)
 
     def to_record(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,8 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_reader
 
@@ -90,7 +90,7 @@ class AvroCodec:
             raise  # registry unreachable or failing: transient, not the record's fault
         if schema.schema_type not in (None, "AVRO"):
             raise DeserializationError(f"schema id {schema_id} is {schema.schema_type}, not AVRO")
-        return parse_schema(json.loads(schema.schema_str))
+        return parse_schema(json.loads(schema.schema_str or "null"))
 
     def _reader_schema(self, record_name: str) -> Any:
         schema = self._reader_schemas.get(record_name)

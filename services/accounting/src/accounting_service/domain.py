@@ -48,13 +48,13 @@ def decide(payment: Payment, event: Event, credit_limit: Decimal) -> tuple[Payme
     if isinstance(event, OrderPlaced) and payment.status == "new":
         total = event.total
         payment = replace(payment, customer_id=event.customer_id, amount=total, currency=event.currency)
-        common = {"order_id": event.order_id, "customer_id": event.customer_id, "amount": total}
         reason = decline_reason(total, event.currency, credit_limit)
+        who = {"customer_id": event.customer_id, "amount": total, "currency": event.currency}
         if reason is None:
-            out.append(PaymentCaptured.create(**common, currency=event.currency))
+            out.append(PaymentCaptured.create(order_id=event.order_id, **who))
             payment = replace(payment, status="captured")
         else:
-            out.append(PaymentDeclined.create(**common, currency=event.currency, reason=reason))
+            out.append(PaymentDeclined.create(order_id=event.order_id, **who, reason=reason))
             payment = replace(payment, status="declined")
     elif isinstance(event, ShipmentCancelled) and payment.cancelled is None:
         payment = replace(payment, cancelled=event.reason)

@@ -2,6 +2,7 @@
 
 from eventkit.logs import configure
 from eventkit.service import serve
+
 from inventory_service.app import NAME, InventorySettings, create_app
 
 

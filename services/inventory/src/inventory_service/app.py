@@ -7,9 +7,6 @@ import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner, Received
 from eventkit.events import Event, OrderPlaced
@@ -18,6 +15,9 @@ from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
 from eventkit.settings import ServiceSettings
 from eventkit.store import StateStore, keyed_table, load_doc, save_doc
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
 from inventory_service.domain import CONSUMES, Reservation, decide
 
 NAME = "inventory"
@@ -95,9 +95,11 @@ def create_app(settings: InventorySettings) -> FastAPI:
         )
 
     def counts() -> dict[str, object]:
-        rows = store.read().execute(
-            "select json_extract(data, '$.status'), count(*) from reservations group by 1"
-        ).fetchall()
+        rows = (
+            store.read()
+            .execute("select json_extract(data, '$.status'), count(*) from reservations group by 1")
+            .fetchall()
+        )
         return {"reservations": dict(rows)}
 
     app = consumer_app(NAME, make_runner, counts)

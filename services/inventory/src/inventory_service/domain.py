@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from eventkit.events import (
     Event,
     OrderPlaced,
-    Shortfall,
     ShipmentCancelled,
+    Shortfall,
     StockLine,
     StockReleased,
     StockReserved,
@@ -58,7 +58,9 @@ def decide(
             out.append(StockShortage.create(order_id=oid, missing=tuple(missing)))
             reservation = replace(reservation, status="shortage")
         else:
-            out.append(StockReserved.create(order_id=oid, lines=tuple(StockLine(sku=s, quantity=q) for s, q in wanted.items())))
+            out.append(
+                StockReserved.create(order_id=oid, lines=tuple(StockLine(sku=s, quantity=q) for s, q in wanted.items()))
+            )
             deltas = {sku: -qty for sku, qty in wanted.items()}
             reservation = replace(reservation, status="reserved", lines=tuple(wanted.items()))
     elif isinstance(event, ShipmentCancelled) and reservation.cancelled is None:

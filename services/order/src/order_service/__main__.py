@@ -2,6 +2,7 @@
 
 from eventkit.logs import configure
 from eventkit.service import serve
+
 from order_service.app import NAME, OrderSettings, create_app
 
 

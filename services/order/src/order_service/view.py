@@ -112,9 +112,7 @@ def record_accepted(
 def order_view(db: sqlite3.Connection, order_id: str) -> dict[str, Any] | None:
     entries = [
         json.loads(row[0])
-        for row in db.execute(
-            "select entry from timeline where order_id = ? order by occurred_at, seq", (order_id,)
-        )
+        for row in db.execute("select entry from timeline where order_id = ? order by occurred_at, seq", (order_id,))
     ]
     if not entries and db.execute("select 1 from accepted where order_id = ?", (order_id,)).fetchone() is None:
         return None

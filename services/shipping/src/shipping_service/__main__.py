@@ -2,6 +2,7 @@
 
 from eventkit.logs import configure
 from eventkit.service import serve
+
 from shipping_service.app import NAME, ShippingSettings, create_app
 
 

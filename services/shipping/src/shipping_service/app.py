@@ -13,6 +13,7 @@ from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
 from eventkit.settings import ServiceSettings
 from eventkit.store import StateStore, keyed_table, load_doc, save_doc
+
 from shipping_service.domain import CONSUMES, Shipment, decide
 
 NAME = "shipping"
@@ -62,9 +63,9 @@ def create_app(settings: ShippingSettings):
         )
 
     def counts() -> dict[str, object]:
-        rows = store.read().execute(
-            "select json_extract(data, '$.status'), count(*) from shipments group by 1"
-        ).fetchall()
+        rows = (
+            store.read().execute("select json_extract(data, '$.status'), count(*) from shipments group by 1").fetchall()
+        )
         return {"shipments": dict(rows)}
 
     return consumer_app(NAME, make_runner, counts)

@@ -73,9 +73,7 @@ def decide(shipment: Shipment, event: Event, require_stock: bool = True) -> tupl
         out.append(ShipmentScheduled.create(order_id=oid, shipment_id=sid, country=state.country))
         state = replace(state, status="scheduled")
     if state.payment == "declined" or state.stock == "shortage":
-        reason = (
-            f"payment declined: {state.payment_reason}" if state.payment == "declined" else "stock shortage"
-        )
+        reason = f"payment declined: {state.payment_reason}" if state.payment == "declined" else "stock shortage"
         out.append(ShipmentCancelled.create(order_id=oid, shipment_id=sid, reason=reason))
         return replace(state, status="cancelled"), out
     stock_ok = state.stock == "reserved" or not require_stock
