@@ -6,6 +6,7 @@ import json
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+
 from eventshop_tools.testing import Infra, order_body
 
 

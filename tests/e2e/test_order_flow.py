@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+
 from eventshop_tools.testing import eventually, order_body, services_in
 
 ACCOUNTING = "http://127.0.0.1:8002"

@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
+
 from eventshop_tools.testing import Infra, eventually, order_body
 
 ACCOUNTING = "http://127.0.0.1:8002"

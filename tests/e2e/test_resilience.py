@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from eventshop_tools import stack
 from eventshop_tools.testing import order_body, services_in
 

@@ -12,13 +12,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from fastavro import parse_schema, schemaless_reader
+
 from eventkit.catalogue import Catalogue
 from eventkit.events import LineItem, OrderPlaced, utcnow
 from eventkit.producer import EventProducer
 from eventkit.provision import IncompatibleSchema, register
 from eventkit.serde import AvroCodec
 from eventshop_tools.testing import Infra, eventually
-from fastavro import parse_schema, schemaless_reader
 
 
 @pytest.fixture(scope="module")

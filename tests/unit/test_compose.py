@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from eventshop_tools import stack
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from eventshop_tools.replay import (
     NON_PRODUCT_CODES,
     OrderOutcome,

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
 from eventkit.catalogue import load_catalogue
 from eventkit.events import EVENT_TYPES, LineItem, OrderPlaced, Shortfall, StockLine
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+
 from eventkit.events import (
     Event,
     LineItem,

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from eventkit.catalogue import Catalogue, load_catalogue
 from eventkit.settings import KafkaSettings
-
 from eventshop_tools import stack
 
 

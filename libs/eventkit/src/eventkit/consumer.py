@@ -148,7 +148,8 @@ class ConsumerRunner:
         )
         for attempt in range(1, self.max_attempts + 1):
             try:
-                outputs = self.handler(received)
+                # Encoding is part of the attempt: an output that can't be written is this record's failure.
+                outputs = [(out, self._encode(out)) for out in self.handler(received)]
                 break
             except Exception as exc:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -159,16 +160,19 @@ class ConsumerRunner:
                 self.stats.retries += 1
                 time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
         self.stats.processed += 1
-        out_headers = {
-            CORRELATION_HEADER: received.correlation_id or "",
-            "causation_id": getattr(event, "event_id", ""),
-            "producer": self.service,
-        }
-        for out in outputs:
-            spec = self.catalogue.topic_for(out.RECORD)
-            self.producer.produce(spec.name, out.order_id, out, out_headers)
+        out_headers = [
+            (CORRELATION_HEADER, (received.correlation_id or "").encode()),
+            ("causation_id", getattr(event, "event_id", "").encode()),
+            ("producer", self.service.encode()),
+        ]
+        for out, (topic, value) in outputs:
+            self.producer.produce_raw(topic, out.order_id.encode(), value, out_headers)
             self.stats.emitted += 1
             log.info("emitted %s", out.RECORD, extra={**_ctx(received), "order_id": out.order_id})
+
+    def _encode(self, event: Event) -> tuple[str, bytes]:
+        topic = self.catalogue.topic_for(event.RECORD).name
+        return topic, self.producer.codec.encode(topic, event)
 
     def _dead_letter(self, msg: Message, exc: Exception, attempts: int) -> None:
         self.stats.dead_lettered += 1

@@ -1,9 +1,8 @@
 """Run the accounting service: `python -m accounting_service` (PORT, KAFKA_BOOTSTRAP_SERVERS, ... from env)."""
 
+from accounting_service.app import NAME, AccountingSettings, create_app
 from eventkit.logs import configure
 from eventkit.service import serve
-
-from accounting_service.app import NAME, AccountingSettings, create_app
 
 
 def main() -> None:

@@ -6,6 +6,9 @@ import sqlite3
 from dataclasses import asdict
 from decimal import Decimal
 
+from fastapi import FastAPI
+
+from accounting_service.domain import CONSUMES, Payment, decide
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner, Received
 from eventkit.events import Event, PaymentCaptured, PaymentRefunded
@@ -14,9 +17,6 @@ from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
 from eventkit.settings import ServiceSettings
 from eventkit.store import StateStore, keyed_table, load_doc, save_doc
-from fastapi import FastAPI
-
-from accounting_service.domain import CONSUMES, Payment, decide
 
 NAME = "accounting"
 

@@ -2,7 +2,6 @@
 
 from eventkit.logs import configure
 from eventkit.service import serve
-
 from inventory_service.app import NAME, InventorySettings, create_app
 
 

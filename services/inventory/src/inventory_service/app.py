@@ -7,6 +7,9 @@ import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner, Received
 from eventkit.events import Event, OrderPlaced
@@ -15,9 +18,6 @@ from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
 from eventkit.settings import ServiceSettings
 from eventkit.store import StateStore, keyed_table, load_doc, save_doc
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-
 from inventory_service.domain import CONSUMES, Reservation, decide
 
 NAME = "inventory"

@@ -2,7 +2,6 @@
 
 from eventkit.logs import configure
 from eventkit.service import serve
-
 from order_service.app import NAME, OrderSettings, create_app
 
 

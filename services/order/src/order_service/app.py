@@ -10,6 +10,10 @@ import weakref
 from typing import Annotated
 
 from confluent_kafka import KafkaException
+from fastapi import FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner
 from eventkit.events import LineItem, OrderPlaced, utcnow
@@ -17,10 +21,6 @@ from eventkit.producer import CORRELATION_HEADER, DeliveryError, EventProducer
 from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
 from eventkit.settings import ServiceSettings
-from fastapi import FastAPI, Header, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-
 from order_service import view
 from order_service.limits import BodyLimit
 from order_service.models import OrderAccepted, OrderRequest, OrderView

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Avro `int` is 32-bit; a quantity must fit it.
-MAX_QUANTITY = 2**31 - 1
+from eventkit.events import MONEY_PLACES
+
+# Bounds that keep every derived number inside its Avro type: quantities (also summed per SKU) in `int`,
+# totals in decimal(18, 3). The real data peaks at 80,995 units and 38,970 GBP per line.
+MAX_QUANTITY = 1_000_000
+MAX_TOTAL = Decimal(10) ** 15
 # The largest real invoice has 1,114 lines; leave room, but keep one order a bounded thing.
 MAX_LINES = 5000
 
@@ -20,8 +25,14 @@ class OrderLine(BaseModel):
 
     sku: Annotated[str, Field(min_length=1, max_length=64)]
     quantity: Annotated[int, Field(gt=0, le=MAX_QUANTITY, strict=True)]
-    unit_price: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=3, allow_inf_nan=False)]
+    unit_price: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=3, allow_inf_nan=False)]
     description: Annotated[str, Field(max_length=500)] | None = None
+
+    @field_validator("unit_price")
+    @classmethod
+    def three_places(cls, price: Decimal) -> Decimal:
+        # "2.5500" passed the decimal_places check (trailing zeros); store every price at scale 3.
+        return price.quantize(MONEY_PLACES)
 
 
 class OrderRequest(BaseModel):
@@ -31,6 +42,19 @@ class OrderRequest(BaseModel):
     currency: Literal["GBP"]
     country: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     items: Annotated[list[OrderLine], Field(min_length=1, max_length=MAX_LINES)]
+
+    @model_validator(mode="after")
+    def bounded(self) -> OrderRequest:
+        per_sku: Counter[str] = Counter()
+        for line in self.items:
+            per_sku[line.sku] += line.quantity
+        sku, most = per_sku.most_common(1)[0]
+        if most > MAX_QUANTITY:
+            raise ValueError(f"SKU {sku} is ordered {most} times in total; at most {MAX_QUANTITY} per order")
+        total = sum((line.unit_price * line.quantity for line in self.items), Decimal(0))
+        if total >= MAX_TOTAL:
+            raise ValueError(f"order total must be below {MAX_TOTAL}")
+        return self
 
 
 class OrderAccepted(BaseModel):

@@ -50,7 +50,11 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
+    if isinstance(value, bytes):
+        return value.hex()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)  # date, time, UUID... from another service's schema
 
 
 def to_entry(event: Event | UnknownEvent) -> dict[str, Any] | None:

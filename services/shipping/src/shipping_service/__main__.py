@@ -2,7 +2,6 @@
 
 from eventkit.logs import configure
 from eventkit.service import serve
-
 from shipping_service.app import NAME, ShippingSettings, create_app
 
 

@@ -13,7 +13,6 @@ from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
 from eventkit.settings import ServiceSettings
 from eventkit.store import StateStore, keyed_table, load_doc, save_doc
-
 from shipping_service.domain import CONSUMES, Shipment, decide
 
 NAME = "shipping"
