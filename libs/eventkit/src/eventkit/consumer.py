@@ -166,9 +166,9 @@ class ConsumerRunner:
             ("producer", self.service.encode()),
         ]
         for out, (topic, value) in outputs:
-            self.producer.produce_raw(topic, out.order_id.encode(), value, out_headers)
+            self.producer.produce_raw(topic, out.key.encode(), value, out_headers)
             self.stats.emitted += 1
-            log.info("emitted %s", out.RECORD, extra={**_ctx(received), "order_id": out.order_id})
+            log.info("emitted %s", out.RECORD, extra={**_ctx(received), "key": out.key})
 
     def _encode(self, event: Event) -> tuple[str, bytes]:
         topic = self.catalogue.topic_for(event.RECORD).name

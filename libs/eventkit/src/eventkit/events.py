@@ -31,17 +31,15 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    """Fields every event carries."""
+    """Fields every event carries; `key` is its Kafka key."""
 
     RECORD: ClassVar[str] = ""
     event_id: str
     occurred_at: datetime
-    order_id: str
 
-    @classmethod
-    def create(cls, *, order_id: str, **fields: Any) -> Self:
-        """A new event of this type about `order_id`, with its derived id and the current time."""
-        return cls(event_id=event_id_for(order_id, cls.RECORD), occurred_at=utcnow(), order_id=order_id, **fields)
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
 
     def to_record(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -49,6 +47,22 @@ class Event:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:
         return cls(**record)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderEvent(Event):
+    """An event about one order, keyed by its order_id."""
+
+    order_id: str
+
+    @property
+    def key(self) -> str:
+        return self.order_id
+
+    @classmethod
+    def create(cls, *, order_id: str, **fields: Any) -> Self:
+        """A new event of this type about `order_id`, with its derived id and the current time."""
+        return cls(event_id=event_id_for(order_id, cls.RECORD), occurred_at=utcnow(), order_id=order_id, **fields)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +87,7 @@ class Shortfall:
 
 
 @dataclass(frozen=True, kw_only=True)
-class OrderPlaced(Event):
+class OrderPlaced(OrderEvent):
     RECORD: ClassVar[str] = "OrderPlaced"
     customer_id: str
     currency: str
@@ -91,7 +105,7 @@ class OrderPlaced(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PaymentCaptured(Event):
+class PaymentCaptured(OrderEvent):
     RECORD: ClassVar[str] = "PaymentCaptured"
     customer_id: str
     amount: Decimal
@@ -99,7 +113,7 @@ class PaymentCaptured(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PaymentDeclined(Event):
+class PaymentDeclined(OrderEvent):
     RECORD: ClassVar[str] = "PaymentDeclined"
     customer_id: str
     amount: Decimal
@@ -108,7 +122,7 @@ class PaymentDeclined(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PaymentRefunded(Event):
+class PaymentRefunded(OrderEvent):
     RECORD: ClassVar[str] = "PaymentRefunded"
     customer_id: str
     amount: Decimal
@@ -117,7 +131,7 @@ class PaymentRefunded(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StockReserved(Event):
+class StockReserved(OrderEvent):
     RECORD: ClassVar[str] = "StockReserved"
     lines: tuple[StockLine, ...]
 
@@ -127,7 +141,7 @@ class StockReserved(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StockShortage(Event):
+class StockShortage(OrderEvent):
     RECORD: ClassVar[str] = "StockShortage"
     missing: tuple[Shortfall, ...]
 
@@ -137,7 +151,7 @@ class StockShortage(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StockReleased(Event):
+class StockReleased(OrderEvent):
     RECORD: ClassVar[str] = "StockReleased"
     lines: tuple[StockLine, ...]
     reason: str
@@ -148,20 +162,20 @@ class StockReleased(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ShipmentScheduled(Event):
+class ShipmentScheduled(OrderEvent):
     RECORD: ClassVar[str] = "ShipmentScheduled"
     shipment_id: str
     country: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class ShipmentDispatched(Event):
+class ShipmentDispatched(OrderEvent):
     RECORD: ClassVar[str] = "ShipmentDispatched"
     shipment_id: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class ShipmentCancelled(Event):
+class ShipmentCancelled(OrderEvent):
     RECORD: ClassVar[str] = "ShipmentCancelled"
     shipment_id: str
     reason: str

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from accounting_service.domain import CONSUMES, Payment, decide
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner, Received
-from eventkit.events import Event, PaymentCaptured, PaymentRefunded
+from eventkit.events import Event, OrderEvent, PaymentCaptured, PaymentRefunded
 from eventkit.producer import EventProducer
 from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
@@ -53,7 +53,7 @@ def _load(db: sqlite3.Connection, order_id: str) -> Payment:
 
 
 def make_handler(store: StateStore, credit_limit: Decimal):
-    def apply(db: sqlite3.Connection, event: Event) -> list[Event]:
+    def apply(db: sqlite3.Connection, event: OrderEvent) -> list[OrderEvent]:
         payment, out = decide(_load(db, event.order_id), event, credit_limit)
         save_doc(db, "payments", event.order_id, asdict(payment))
         for e in out:

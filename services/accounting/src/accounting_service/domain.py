@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from eventkit.events import (
-    Event,
+    OrderEvent,
     OrderPlaced,
     PaymentCaptured,
     PaymentDeclined,
@@ -43,8 +43,8 @@ def decline_reason(total: Decimal, currency: str, credit_limit: Decimal) -> str 
     return None
 
 
-def decide(payment: Payment, event: Event, credit_limit: Decimal) -> tuple[Payment, list[Event]]:
-    out: list[Event] = []
+def decide(payment: Payment, event: OrderEvent, credit_limit: Decimal) -> tuple[Payment, list[OrderEvent]]:
+    out: list[OrderEvent] = []
     if isinstance(event, OrderPlaced) and payment.status == "new":
         total = event.total
         payment = replace(payment, customer_id=event.customer_id, amount=total, currency=event.currency)

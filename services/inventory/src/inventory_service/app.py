@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner, Received
-from eventkit.events import Event, OrderPlaced
+from eventkit.events import Event, OrderEvent, OrderPlaced
 from eventkit.producer import EventProducer
 from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
@@ -58,7 +58,7 @@ def make_handler(store: StateStore, levels: dict[str, int], default: int):
         marks = ",".join("?" * len(skus))
         return dict(db.execute(f"select sku, on_hand from stock where sku in ({marks})", skus).fetchall())
 
-    def apply(db: sqlite3.Connection, event: Event) -> list[Event]:
+    def apply(db: sqlite3.Connection, event: OrderEvent) -> list[OrderEvent]:
         doc = load_doc(db, "reservations", event.order_id)
         reservation = Reservation(**{**doc, "lines": tuple(map(tuple, doc["lines"]))}) if doc else None
         reservation = reservation or Reservation(order_id=event.order_id)

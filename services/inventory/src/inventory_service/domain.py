@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from eventkit.events import (
-    Event,
+    OrderEvent,
     OrderPlaced,
     ShipmentCancelled,
     Shortfall,
@@ -43,10 +43,10 @@ def requested(order: OrderPlaced) -> dict[str, int]:
 
 
 def decide(
-    reservation: Reservation, event: Event, stock: Mapping[str, int]
-) -> tuple[Reservation, list[Event], dict[str, int]]:
+    reservation: Reservation, event: OrderEvent, stock: Mapping[str, int]
+) -> tuple[Reservation, list[OrderEvent], dict[str, int]]:
     """`stock` holds on-hand units for every SKU the event mentions; returns deltas to apply to it."""
-    out: list[Event] = []
+    out: list[OrderEvent] = []
     deltas: dict[str, int] = {}
     oid = reservation.order_id
     if isinstance(event, OrderPlaced) and reservation.status == "new":

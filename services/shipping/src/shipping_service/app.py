@@ -7,7 +7,7 @@ import sqlite3
 
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner, Received
-from eventkit.events import Event
+from eventkit.events import Event, OrderEvent
 from eventkit.producer import EventProducer
 from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
@@ -30,7 +30,7 @@ def open_store(settings: ShippingSettings) -> StateStore:
 
 
 def make_handler(store: StateStore, require_stock: bool):
-    def apply(db: sqlite3.Connection, event: Event) -> list[Event]:
+    def apply(db: sqlite3.Connection, event: OrderEvent) -> list[OrderEvent]:
         doc = load_doc(db, "shipments", event.order_id)
         shipment = Shipment(**doc) if doc else Shipment(order_id=event.order_id)
         shipment, out = decide(shipment, event, require_stock)

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, replace
 
 from eventkit.events import (
-    Event,
+    OrderEvent,
     OrderPlaced,
     PaymentCaptured,
     PaymentDeclined,
@@ -48,7 +48,7 @@ class Shipment:
         return self.status in ("dispatched", "cancelled")
 
 
-def record(shipment: Shipment, event: Event) -> Shipment:
+def record(shipment: Shipment, event: OrderEvent) -> Shipment:
     match event:
         case OrderPlaced():
             return replace(shipment, placed=True, country=event.country)
@@ -63,9 +63,9 @@ def record(shipment: Shipment, event: Event) -> Shipment:
     return shipment
 
 
-def decide(shipment: Shipment, event: Event, require_stock: bool = True) -> tuple[Shipment, list[Event]]:
+def decide(shipment: Shipment, event: OrderEvent, require_stock: bool = True) -> tuple[Shipment, list[OrderEvent]]:
     state = record(shipment, event)
-    out: list[Event] = []
+    out: list[OrderEvent] = []
     if state.final:
         return state, out
     oid, sid = state.order_id, state.shipment_id
