@@ -8,7 +8,7 @@ LIMIT ?= 5000
 RATE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install up infra down status logs schemas test test-unit lint replay clean
+.PHONY: help install up infra down status logs schemas test test-unit test-faults lint replay dlq dlq-redrive clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,12 @@ lint: install ## ruff and mypy
 
 replay: install ## POST real invoices to the order API: make replay DATA=<file> LIMIT=n RATE=r
 	@$(UV) run python -m eventshop_tools.replay $(DATA) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RATE),--rate $(RATE))
+
+dlq: install ## list dead letters (T=orders.placed for one topic)
+	@$(UV) run --quiet python -m eventshop_tools.dlq list $(if $(T),--topic $(T))
+
+dlq-redrive: install ## put dead letters back on their original topics after a fix (T=..., DRY=1)
+	@$(UV) run --quiet python -m eventshop_tools.dlq redrive $(if $(T),--topic $(T)) $(if $(DRY),--dry-run)
 
 clean: down ## stop, and delete broker data, registry data and service state (keeps downloaded jars)
 	@rm -rf .run

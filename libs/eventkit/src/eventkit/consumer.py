@@ -82,8 +82,6 @@ class ConsumerRunner:
         topics: Sequence[str] = (),
         pattern: str | None = None,
         batch_size: int = 200,
-        max_attempts: int = 3,
-        backoff_seconds: float = 0.1,
     ) -> None:
         if not topics and not pattern:
             raise ValueError("subscribe to topics or a pattern")
@@ -93,8 +91,8 @@ class ConsumerRunner:
         self.handler = handler
         self.subscriptions = [*topics, *([pattern] if pattern else [])]
         self.batch_size = batch_size
-        self.max_attempts = max_attempts
-        self.backoff_seconds = backoff_seconds
+        self.max_attempts = settings.handler_max_attempts
+        self.backoff_seconds = settings.handler_backoff_seconds
         self.stats = RunnerStats()
         self._consumer = Consumer(consumer_config(settings, group_id, f"{service}-{group_id}"))
 

@@ -21,6 +21,10 @@ class KafkaSettings(BaseSettings):
     state_dir: Path = REPO_ROOT / ".run" / "state"
     # How long a produce may wait for the broker's acknowledgement before it counts as failed.
     delivery_timeout_ms: int = 10_000
+    # A failing handler is retried with exponential backoff (0.1, 0.2, 0.4, 0.8 s by default: bounded, so a
+    # partition is never held for long), then its record goes to the dead-letter topic.
+    handler_max_attempts: int = 5
+    handler_backoff_seconds: float = 0.1
 
 
 class ServiceSettings(KafkaSettings):

@@ -23,6 +23,8 @@ create table if not exists inbox (
     event_id text primary key,
     outputs  blob not null
 );
+create table if not exists inbox_stats (name text primary key, n integer not null);
+insert or ignore into inbox_stats values ('redeliveries', 0);
 """
 
 
@@ -55,11 +57,17 @@ class StateStore:
         with self.transaction() as db:
             row = db.execute("select outputs from inbox where event_id = ?", (event_id,)).fetchone()
             if row is not None:
+                db.execute("update inbox_stats set n = n + 1 where name = 'redeliveries'")
                 outputs: list[Event] = pickle.loads(row[0])
                 return outputs
             outputs = list(decide(db))
             db.execute("insert into inbox (event_id, outputs) values (?, ?)", (event_id, pickle.dumps(outputs)))
             return outputs
+
+    def redeliveries(self) -> int:
+        """How many already-processed events arrived again, over the store's whole life."""
+        with self.read() as db:
+            return int(db.execute("select n from inbox_stats where name = 'redeliveries'").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()

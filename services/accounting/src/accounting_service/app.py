@@ -104,7 +104,7 @@ def create_app(settings: AccountingSettings) -> FastAPI:
     def counts() -> dict[str, object]:
         db = store.read()
         rows = db.execute("select json_extract(data, '$.status'), count(*) from payments group by 1").fetchall()
-        return {"payments": dict(rows)}
+        return {"payments": dict(rows), "redeliveries": store.redeliveries()}
 
     app = consumer_app(NAME, make_runner, counts)
 

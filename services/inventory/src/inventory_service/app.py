@@ -100,7 +100,7 @@ def create_app(settings: InventorySettings) -> FastAPI:
             .execute("select json_extract(data, '$.status'), count(*) from reservations group by 1")
             .fetchall()
         )
-        return {"reservations": dict(rows)}
+        return {"reservations": dict(rows), "redeliveries": store.redeliveries()}
 
     app = consumer_app(NAME, make_runner, counts)
 

@@ -65,6 +65,6 @@ def create_app(settings: ShippingSettings):
         rows = (
             store.read().execute("select json_extract(data, '$.status'), count(*) from shipments group by 1").fetchall()
         )
-        return {"shipments": dict(rows)}
+        return {"shipments": dict(rows), "redeliveries": store.redeliveries()}
 
     return consumer_app(NAME, make_runner, counts)
