@@ -82,6 +82,7 @@ class ConsumerRunner:
         topics: Sequence[str] = (),
         pattern: str | None = None,
         batch_size: int = 200,
+        on_confirmed: Callable[[list[str]], None] | None = None,
     ) -> None:
         if not topics and not pattern:
             raise ValueError("subscribe to topics or a pattern")
@@ -91,6 +92,7 @@ class ConsumerRunner:
         self.handler = handler
         self.subscriptions = [*topics, *([pattern] if pattern else [])]
         self.batch_size = batch_size
+        self.on_confirmed = on_confirmed
         self.max_attempts = settings.handler_max_attempts
         self.backoff_seconds = settings.handler_backoff_seconds
         self.stats = RunnerStats()
@@ -111,6 +113,7 @@ class ConsumerRunner:
 
     def _process_batch(self, batch: list[Message]) -> None:
         done: list[Message] = []
+        handled: list[str] = []
         for msg in batch:
             err = msg.error()
             if err is not None:
@@ -120,21 +123,26 @@ class ConsumerRunner:
                     raise KafkaException(err)
                 log.warning("consumer error: %s", err.str())
                 continue
-            self._process(msg)
+            event_id = self._process(msg)
+            if event_id:
+                handled.append(event_id)
             done.append(msg)
-        # Everything the handlers emitted must be confirmed before their inputs count as consumed.
+        # Everything the handlers emitted must be acknowledged before their inputs count as consumed.
         self.producer.flush()
+        if self.on_confirmed is not None:
+            self.on_confirmed(handled)
         for msg in done:
             self._consumer.store_offsets(message=msg)
 
-    def _process(self, msg: Message) -> None:
+    def _process(self, msg: Message) -> str | None:
+        """Handle one record; the id of the event handled, or None if it was dead-lettered."""
         raw_headers: list[tuple[str, bytes | None]] = list(msg.headers() or [])  # type: ignore[arg-type]
         headers = {k: _text(v) for k, v in raw_headers}
         try:
             event = self.producer.codec.decode(msg.value())
         except DeserializationError as exc:
             self._dead_letter(msg, exc, attempts=1)
-            return
+            return None
         key = msg.key()
         received = Received(
             topic=_text(msg.topic()),
@@ -154,7 +162,7 @@ class ConsumerRunner:
                 if attempt == self.max_attempts:
                     log.exception("handler failed %d times; dead-lettering", attempt, extra=_ctx(received))
                     self._dead_letter(msg, exc, attempts=attempt)
-                    return
+                    return None
                 self.stats.retries += 1
                 time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
         self.stats.processed += 1
@@ -167,6 +175,7 @@ class ConsumerRunner:
             self.producer.produce_raw(topic, out.key.encode(), value, out_headers)
             self.stats.emitted += 1
             log.info("emitted %s", out.RECORD, extra={**_ctx(received), "key": out.key})
+        return getattr(event, "event_id", None)
 
     def _encode(self, event: Event) -> tuple[str, bytes]:
         topic = self.catalogue.topic_for(event.RECORD).name

@@ -95,6 +95,14 @@ class OrderPlaced(OrderEvent):
     placed_at: datetime
     items: tuple[LineItem, ...]
 
+    def __post_init__(self) -> None:
+        # What the order API guarantees, checked again for records that bypassed it.
+        if not self.items:
+            raise ValueError("an order has at least one line")
+        for item in self.items:
+            if item.quantity <= 0 or item.unit_price < 0:
+                raise ValueError(f"line {item.sku}: quantity must be > 0 and unit_price >= 0")
+
     @property
     def total(self) -> Decimal:
         return sum((i.unit_price * i.quantity for i in self.items), Decimal(0)).quantize(MONEY_PLACES)

@@ -79,7 +79,10 @@ class AvroCodec:
             raise DeserializationError(f"schema id {schema_id} is not a record schema")
         if event_type is None:
             return UnknownEvent(record_name=name, fields=record)
-        return event_type.from_record(record)
+        try:
+            return event_type.from_record(record)
+        except (TypeError, ValueError) as exc:  # readable Avro, but not a valid event (see __post_init__)
+            raise DeserializationError(f"invalid {name}: {exc}") from exc
 
     def _fetch_writer_schema(self, schema_id: int) -> Any:
         try:

@@ -1,9 +1,10 @@
 """Durable service state in SQLite, with an inbox that makes redelivery harmless.
 
 `process(event_id, decide)` runs `decide` inside one SQLite transaction together with recording the
-event id and the events it produced. A redelivered event (same id) runs nothing and returns the
-recorded events again, so a crash between "state saved" and "outputs confirmed" re-emits exactly the
-same events (same derived ids) instead of losing them or deciding twice.
+event id and the events it produced. Once the broker acknowledged those events, `confirm` marks them.
+A redelivered event (same id) runs nothing: if its events were confirmed it returns none; if not (a crash
+between "state saved" and "outputs acknowledged") it returns the recorded events again, with the same
+derived ids, so they are neither lost nor decided twice.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from eventkit.events import Event
 
 _INBOX = """
 create table if not exists inbox (
-    event_id text primary key,
-    outputs  blob not null
+    event_id  text primary key,
+    outputs   blob not null,
+    confirmed integer not null default 0  -- 1 once the broker acknowledged the outputs
 );
 create table if not exists inbox_stats (name text primary key, n integer not null);
 insert or ignore into inbox_stats values ('redeliveries', 0);
@@ -36,6 +38,9 @@ class StateStore:
         self._db.execute("pragma journal_mode=wal")
         self._db.execute("pragma synchronous=normal")
         self._db.executescript(_INBOX + schema_sql)
+        columns = {row[1] for row in self._db.execute("pragma table_info(inbox)")}
+        if "confirmed" not in columns:  # a state file from before confirmations existed
+            self._db.execute("alter table inbox add column confirmed integer not null default 1")
         self._lock = threading.RLock()
 
     @contextmanager
@@ -55,14 +60,20 @@ class StateStore:
 
     def process(self, event_id: str, decide: Callable[[sqlite3.Connection], Sequence[Event]]) -> list[Event]:
         with self.transaction() as db:
-            row = db.execute("select outputs from inbox where event_id = ?", (event_id,)).fetchone()
+            row = db.execute("select outputs, confirmed from inbox where event_id = ?", (event_id,)).fetchone()
             if row is not None:
                 db.execute("update inbox_stats set n = n + 1 where name = 'redeliveries'")
-                outputs: list[Event] = pickle.loads(row[0])
+                outputs: list[Event] = [] if row[1] else pickle.loads(row[0])
                 return outputs
             outputs = list(decide(db))
             db.execute("insert into inbox (event_id, outputs) values (?, ?)", (event_id, pickle.dumps(outputs)))
             return outputs
+
+    def confirm(self, event_ids: Sequence[str]) -> None:
+        """The outputs of these inputs were acknowledged by the broker: a redelivery re-emits nothing."""
+        if event_ids:
+            with self.transaction() as db:
+                db.executemany("update inbox set confirmed = 1 where event_id = ?", [(i,) for i in event_ids])
 
     def redeliveries(self) -> int:
         """How many already-processed events arrived again, over the store's whole life."""

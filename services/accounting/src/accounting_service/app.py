@@ -98,6 +98,7 @@ def create_app(settings: AccountingSettings) -> FastAPI:
             service=NAME,
             group_id=settings.group_id,
             topics=[catalogue.topic_for(cls.RECORD).name for cls in CONSUMES],
+            on_confirmed=store.confirm,
             handler=make_handler(store, settings.accounting_credit_limit),
         )
 

@@ -91,6 +91,7 @@ def create_app(settings: InventorySettings) -> FastAPI:
             service=NAME,
             group_id=settings.group_id,
             topics=[catalogue.topic_for(cls.RECORD).name for cls in CONSUMES],
+            on_confirmed=store.confirm,
             handler=make_handler(store, levels, default),
         )
 
