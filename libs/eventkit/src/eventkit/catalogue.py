@@ -14,13 +14,19 @@ from typing import Any
 class TopicSpec:
     name: str
     key: str
-    value: str  # Avro record name; the schema is schemas/avro/<value>.avsc
+    value: str  # Avro record name (schemas/avro/<value>.avsc); for other formats, what the records are
     producer: str  # the single service that writes this topic
     partitions: int
     replication_factor: int
     cleanup_policy: str
     retention_ms: int
     doc: str = ""
+    # "avro" (registry, Confluent wire format) or e.g. "faust-json" (a Faust table's changelog: no schema)
+    value_format: str = "avro"
+
+    @property
+    def is_avro(self) -> bool:
+        return self.value_format == "avro"
 
     @property
     def subject(self) -> str:
@@ -71,6 +77,7 @@ class Catalogue:
                 doc=f"Records of {spec.name} that could not be processed, with the error in headers.",
             )
             for spec in self.topics
+            if spec.is_avro
         )
 
     def schema_path(self, record_name: str) -> Path:
@@ -104,6 +111,7 @@ def _load(schemas_dir: Path) -> Catalogue:
             cleanup_policy=t.get("cleanup_policy", defaults["cleanup_policy"]),
             retention_ms=t.get("retention_ms", defaults["retention_ms"]),
             doc=t.get("doc", ""),
+            value_format=t.get("value_format", "avro"),
         )
         for t in raw["topic"]
     )

@@ -190,6 +190,80 @@ class ShipmentCancelled(OrderEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecommendedItem:
+    sku: str
+    score: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendationsUpdated(Event):
+    """The products most often bought together with `sku` (written by the recommend stream app)."""
+
+    RECORD: ClassVar[str] = "RecommendationsUpdated"
+    sku: str
+    items: tuple[RecommendedItem, ...]
+    computed_at: datetime
+
+    @property
+    def key(self) -> str:
+        return self.sku
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**{**record, "items": tuple(RecommendedItem(**i) for i in record["items"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerRecommendationsUpdated(Event):
+    """Products for one customer, from what the customer bought recently (written by the recommend stream app)."""
+
+    RECORD: ClassVar[str] = "CustomerRecommendationsUpdated"
+    customer_id: str
+    items: tuple[RecommendedItem, ...]
+    computed_at: datetime
+
+    @property
+    def key(self) -> str:
+        return self.customer_id
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**{**record, "items": tuple(RecommendedItem(**i) for i in record["items"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopularProductsUpdated(Event):
+    """The most popular products of a scope ("all"), the fallback list (written by the recommend stream app)."""
+
+    RECORD: ClassVar[str] = "PopularProductsUpdated"
+    scope: str
+    items: tuple[RecommendedItem, ...]
+    computed_at: datetime
+
+    @property
+    def key(self) -> str:
+        return self.scope
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        return cls(**{**record, "items": tuple(RecommendedItem(**i) for i in record["items"])})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendationRefreshRequested(Event):
+    """A request (imperative in intent, past tense as a fact) to recompute one cached list."""
+
+    RECORD: ClassVar[str] = "RecommendationRefreshRequested"
+    kind: str  # "product" | "customer" | "popular"
+    target: str
+    stale_computed_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return self.target
+
+
+@dataclass(frozen=True, kw_only=True)
 class UnknownEvent:
     """An event whose record type this process has no class for (e.g. a newer service's event).
 
@@ -213,5 +287,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ShipmentScheduled,
         ShipmentDispatched,
         ShipmentCancelled,
+        RecommendationsUpdated,
+        CustomerRecommendationsUpdated,
+        PopularProductsUpdated,
+        RecommendationRefreshRequested,
     )
 }

@@ -71,6 +71,8 @@ def register_schemas(registry: SchemaRegistryClient, catalogue: Catalogue) -> di
     registry.set_compatibility(level=COMPATIBILITY)
     ids: dict[str, int] = {}
     for spec in catalogue.topics:
+        if not spec.is_avro:
+            continue  # e.g. a Faust changelog: its app's own serializer, no registry subject
         ids[spec.subject] = register(registry, spec.subject, catalogue.schema_str(spec.value))
     return ids
 
