@@ -67,7 +67,6 @@ import asyncio
 import csv
 import gzip
 import io
-import re
 import sys
 import time
 from collections import Counter
@@ -80,6 +79,11 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
+# One definition of "a product", shared with the recommend service; re-exported for replay's callers.
+from eventkit.products import NON_PRODUCT_CODES as NON_PRODUCT_CODES
+from eventkit.products import NON_PRODUCT_PREFIXES as NON_PRODUCT_PREFIXES
+from eventkit.products import is_product_code
+
 CURRENCY = "GBP"
 IDEMPOTENCY_PREFIX = "replay-"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -89,22 +93,10 @@ FINAL_STATES = frozenset({"dispatched", "cancelled"})
 SERVICES = ("accounting", "inventory", "shipping")
 REQUIRED_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "UnitPrice", "CustomerID", "Country")
 
-# Non-product StockCodes seen in the data (for reference and tests). `is_product_code` rejects these
-# and anything else that is not 5 digits plus optional letters, e.g. DCGS0003 or gift_0001_20.
-NON_PRODUCT_CODES = frozenset(
-    {"POST", "D", "M", "m", "DOT", "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS", "S", "B", "C2"}
-)
-NON_PRODUCT_PREFIXES = ("DCGS", "gift_0001_")
-_PRODUCT_CODE = re.compile(r"[0-9]{5}[A-Za-z]*")
 _MILLI = Decimal(1000)
 
 # Event type prefix (normalised: lower case, no '-', '_' or namespace) -> producing service.
 _SERVICE_PREFIXES = (("payment", "accounting"), ("stock", "inventory"), ("shipment", "shipping"))
-
-
-def is_product_code(code: str) -> bool:
-    """True for a product StockCode: 5 digits, optionally followed by letters (85123A, 22423)."""
-    return code not in NON_PRODUCT_CODES and _PRODUCT_CODE.fullmatch(code) is not None
 
 
 # --------------------------------------------------------------------------------------------------
