@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import logging
 import uuid
 import weakref
+from importlib import resources
 from typing import Annotated
 
 from confluent_kafka import KafkaException
-from fastapi import FastAPI, Header, Request, Response
+from fastapi import FastAPI, Header, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import Field, model_validator
 
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner
@@ -21,9 +25,10 @@ from eventkit.producer import CORRELATION_HEADER, DeliveryError, EventProducer
 from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
 from eventkit.settings import ServiceSettings
-from order_service import view
+from order_service import streams, view
 from order_service.limits import BodyLimit
 from order_service.models import OrderAccepted, OrderRequest, OrderView
+from order_service.push import Follower, PushHub, UnknownOrder
 
 NAME = "order"
 log = logging.getLogger("order_service")
@@ -34,9 +39,28 @@ _ORDER_NS = uuid.UUID("7d2e4f10-6a3b-4c8d-b5e9-1f0a2c3d4e5f")
 
 class OrderSettings(ServiceSettings):
     port: int = 8000
-    # Each instance that serves timelines needs every outcome event: give each its own group id.
-    group_id: str = "order-view"
+    # Each instance that serves timelines (and pushes them) needs every order event, so each has its own
+    # consumer group and its own timeline file. INSTANCE_ID=b gives group "order-view-b" and "order-b.db";
+    # GROUP_ID, if set, names the group itself.
+    instance_id: Annotated[str, Field(pattern=r"^[a-z0-9-]{0,40}$")] = ""
+    group_id: str = ""
     max_body_bytes: int = 1_048_576
+    # Push (WebSocket / SSE): events a follower may fall behind before it is cut off; idle time before a
+    # heartbeat; longest single send; how long an order this instance has not heard of yet is waited for.
+    push_queue_limit: Annotated[int, Field(ge=1)] = 256
+    push_ping_seconds: Annotated[float, Field(gt=0)] = 15.0
+    push_send_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    push_unknown_wait_seconds: Annotated[float, Field(ge=0)] = 3.0
+
+    @model_validator(mode="after")
+    def per_instance(self) -> OrderSettings:
+        if not self.group_id:
+            self.group_id = f"order-view-{self.instance_id}" if self.instance_id else "order-view"
+        return self
+
+    @property
+    def db_file(self) -> str:
+        return f"{NAME}-{self.instance_id}.db" if self.instance_id else f"{NAME}.db"
 
 
 def order_id_for(customer_id: str, idempotency_key: str | None) -> str:
@@ -49,7 +73,8 @@ def create_app(settings: OrderSettings) -> FastAPI:
     catalogue = load_catalogue(settings.schemas_dir)
     codec = AvroCodec.connect(settings.schema_registry_url, catalogue)
     producer = EventProducer(settings, codec, client_id=NAME)
-    store = view.open_store(settings.state_dir / f"{NAME}.db")
+    store = view.open_store(settings.state_dir / settings.db_file)
+    hub = PushHub(settings.push_queue_limit)
     placed_topic = catalogue.topic_for(OrderPlaced.RECORD).name
     key_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
     send_timeout = settings.delivery_timeout_ms / 1000 + 2
@@ -61,10 +86,14 @@ def create_app(settings: OrderSettings) -> FastAPI:
             service=NAME,
             group_id=settings.group_id,
             pattern=catalogue.order_events_pattern,
-            handler=lambda received: view.project(store, received),
+            handler=lambda received: view.project(store, received, hub.notify_threadsafe),
         )
 
-    app = consumer_app(NAME, make_runner, on_shutdown=producer.close)
+    def shutdown() -> None:
+        hub.close()
+        producer.close()
+
+    app = consumer_app(NAME, make_runner, extra=lambda: {"push": hub.stats()}, on_shutdown=shutdown)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
@@ -141,6 +170,56 @@ def create_app(settings: OrderSettings) -> FastAPI:
         if found is None:
             return JSONResponse({"detail": f"order {order_id} not found"}, status_code=404)
         return found
+
+    def read_snapshot(order_id: str, after_event_id: str | None) -> view.Snapshot:
+        with contextlib.closing(store.read()) as db:
+            return view.snapshot(db, order_id, after_event_id)
+
+    def follower(order_id: str, after_event_id: str | None) -> Follower:
+        return Follower(
+            hub,
+            read_snapshot,
+            order_id,
+            after_event_id,
+            ping_seconds=settings.push_ping_seconds,
+            unknown_wait_seconds=settings.push_unknown_wait_seconds,
+        )
+
+    @app.websocket("/orders/{order_id}/events")
+    async def follow_order_ws(websocket: WebSocket, order_id: str, after: str | None = None) -> None:
+        await streams.serve_websocket(websocket, hub, follower(order_id, after), settings.push_send_timeout_seconds)
+
+    @app.get(
+        "/orders/{order_id}/events",
+        responses={200: {"content": {"text/event-stream": {}}, "description": "The order's events as they come"},
+                   404: {"description": "Unknown order"}, 406: {"description": "Accept: text/event-stream needed"}},
+    )  # fmt: skip
+    async def follow_order_sse(
+        order_id: str,
+        after: str | None = None,
+        accept: Annotated[str, Header()] = "",
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> Response:
+        if "text/event-stream" not in accept:
+            return JSONResponse({"detail": "send Accept: text/event-stream (or open a WebSocket)"}, status_code=406)
+        following = follower(order_id, last_event_id or after)
+        try:
+            await following.open()
+        except UnknownOrder as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        return streams.EventStream(following, settings.push_send_timeout_seconds)
+
+    ui_files = resources.files("order_service") / "ui"
+    ui_page = (ui_files / "index.html").read_text(encoding="utf-8")
+    samples = json.loads((ui_files / "samples.json").read_text(encoding="utf-8"))
+
+    @app.get("/ui", response_class=HTMLResponse, include_in_schema=False)
+    def ui() -> HTMLResponse:
+        return HTMLResponse(ui_page)
+
+    @app.get("/ui/samples", include_in_schema=False)
+    def ui_samples() -> JSONResponse:
+        return JSONResponse(samples)
 
     return app
 

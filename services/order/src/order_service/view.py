@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -81,17 +81,39 @@ def open_store(path) -> StateStore:
     return StateStore(path, SCHEMA)
 
 
-def project(store: StateStore, received: Received) -> list[Event]:
-    """Consumer handler: add the event to its order's timeline (once; redelivery is a no-op)."""
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """One timeline row as committed: `seq` is its place in this instance's arrival order."""
+
+    seq: int
+    order_id: str
+    event_id: str
+    type: str
+    text: str  # the entry as JSON, exactly as GET /orders/{id} returns it
+
+    @property
+    def final_status(self) -> str | None:
+        return FINAL_STATES.get(self.type)
+
+
+def project(store: StateStore, received: Received, on_stored: Callable[[Stored], None] | None = None) -> list[Event]:
+    """Consumer handler: add the event to its order's timeline (once; redelivery is a no-op).
+
+    `on_stored` hears of each new row after its transaction committed (never of a redelivered one).
+    """
     entry = to_entry(received.event)
     if entry is None:
         return []
     order_id = getattr(received.event, "order_id", None) or received.event.fields["order_id"]  # type: ignore[union-attr]
+    text = json.dumps(entry)
     with store.transaction() as db:
-        db.execute(
+        cursor = db.execute(
             "insert or ignore into timeline (event_id, order_id, type, occurred_at, entry) values (?, ?, ?, ?, ?)",
-            (entry["event_id"], order_id, entry["type"], entry["occurred_at"], json.dumps(entry)),
+            (entry["event_id"], order_id, entry["type"], entry["occurred_at"], text),
         )
+        seq = cursor.lastrowid if cursor.rowcount == 1 else None
+    if seq is not None and on_stored is not None:
+        on_stored(Stored(seq, order_id, entry["event_id"], entry["type"], text))
     return []
 
 
@@ -121,3 +143,29 @@ def order_view(db: sqlite3.Connection, order_id: str) -> dict[str, Any] | None:
     if not entries and db.execute("select 1 from accepted where order_id = ?", (order_id,)).fetchone() is None:
         return None
     return {"order_id": order_id, "status": status_of(e["type"] for e in entries), "timeline": entries}
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What a new follower of an order starts from: the stored rows in arrival (seq) order."""
+
+    known: bool
+    rows: list[Stored]
+    after_seq: int  # rows up to this seq were seen by the client already (0: none)
+
+
+def snapshot(db: sqlite3.Connection, order_id: str, after_event_id: str | None = None) -> Snapshot:
+    """The order's timeline rows by seq; `after_event_id` (an event of this order) marks what was seen.
+
+    An `after_event_id` this instance does not know (yet) counts as nothing seen: the client gets the
+    whole timeline again, never a gap.
+    """
+    rows = [
+        Stored(seq, order_id, event_id, kind, text)
+        for seq, event_id, kind, text in db.execute(
+            "select seq, event_id, type, entry from timeline where order_id = ? order by seq", (order_id,)
+        )
+    ]
+    after_seq = next((row.seq for row in rows if row.event_id == after_event_id), 0) if after_event_id else 0
+    known = bool(rows) or db.execute("select 1 from accepted where order_id = ?", (order_id,)).fetchone() is not None
+    return Snapshot(known, rows, after_seq)
