@@ -265,7 +265,11 @@ def infrastructure() -> list[Component]:
 
 
 def installed_services() -> list[Component]:
-    return [service_component(name) for name, (module, _) in SERVICES.items() if find_spec(module)]
+    return [service_component(name) for name, (module, _) in SERVICES.items() if _runnable(module)]
+
+
+def _runnable(module: str) -> bool:
+    return find_spec(module) is not None and find_spec(f"{module}.__main__") is not None
 
 
 def component(name: str) -> Component:
@@ -323,25 +327,30 @@ def stop(comp: Component, timeout: float = 30.0) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
+    wait_gone(pid, timeout)
     if _alive(pid):
         os.killpg(pid, signal.SIGKILL)
-        while _alive(pid):
-            time.sleep(0.05)
+        wait_gone(pid)
     comp.pid_file.unlink(missing_ok=True)
     return True
 
 
+def wait_gone(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _alive(pid: int) -> bool:
+    """True while any thread of the process runs: a killed multi-threaded process shows its leader as a
+    zombie before the other threads (which still hold its sockets) have exited."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
-    return state != "Z"
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+    return False
 
 
 def provision() -> None:

@@ -10,6 +10,7 @@ With CI=true a broker that can't be had fails the run; nothing is skipped for la
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -153,7 +154,9 @@ def sku() -> Callable[[], str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.eventshop_started = time.time()  # type: ignore[attr-defined]
     config.addinivalue_line("markers", "disruptive: stops and restarts parts of the running system; runs last")
+    config.addinivalue_line("markers", "faults: the fault-injection suite (kill -9, broker restart, poison, replay)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -164,4 +167,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         elif "/e2e/" in path:
             item.add_marker(pytest.mark.e2e)
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    items.sort(key=lambda item: (item.get_closest_marker("disruptive") is not None, "/faults/" in str(item.path)))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault-injection table when this run produced one."""
+    from eventshop_tools.faults import RESULTS, table
+
+    if RESULTS.exists() and RESULTS.stat().st_mtime > terminalreporter.config.eventshop_started:
+        terminalreporter.write_sep("=", "fault injection")
+        terminalreporter.write_line(table(json.loads(RESULTS.read_text()).values()))

@@ -1,0 +1,348 @@
+"""Fault injection on the running system (pytest -m faults): break it while real orders flow, then count.
+
+After every scenario: each accepted order is in exactly one final state, the ledger matches the payment
+events, stock = initial - reserved + released, the dead-letter topics hold exactly the injected poison, and
+redeliveries really happened (proof the fault landed). Figures go to .run/faults/results.json and the table
+printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+import struct
+import time
+import uuid
+from collections import Counter
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from fastavro import parse_schema, schemaless_writer
+
+from accounting_service import domain as accounting_domain
+from eventshop_tools import faults, stack
+from eventshop_tools.faults import Outcome
+from eventshop_tools.testing import eventually
+from inventory_service import domain as inventory_domain
+from shipping_service import domain as shipping_domain
+
+pytestmark = [pytest.mark.faults, pytest.mark.disruptive]
+# consumer group -> the record types it consumes (each service's own CONSUMES)
+CONSUMES = {
+    "accounting": {cls.RECORD for cls in accounting_domain.CONSUMES},
+    "inventory": {cls.RECORD for cls in inventory_domain.CONSUMES},
+    "shipping": {cls.RECORD for cls in shipping_domain.CONSUMES},
+}
+DATA = stack.ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
+ORDER_URL = "http://127.0.0.1:8000"
+CONSUMERS_OF_PLACED = ("accounting", "inventory", "shipping", "order")
+
+
+@pytest.fixture(scope="module")
+def native(infra):
+    if infra.how != "native":
+        pytest.skip("fault injection kills and restarts local processes: native runtime only")
+    faults.RESULTS.unlink(missing_ok=True)
+    return infra
+
+
+@pytest.fixture(scope="module")
+def bodies(native) -> list[dict]:
+    assert DATA.exists(), f"the real data is needed: {DATA}"
+    return faults.real_bodies(DATA, 2000)
+
+
+def dlq_total(infra, catalogue) -> int:
+    return sum(faults.end_offsets(infra.bootstrap_servers, [s.name for s in catalogue.dead_letter_specs()]).values())
+
+
+def finish(name: str, sent: faults.Sent, fault_ended: float, infra, catalogue, before: dict) -> Outcome:
+    """Wait for every accepted order to be final, then count and record."""
+    order_ids = sorted(set(sent.accepted.values()))
+    asyncio.run(faults.wait_final(ORDER_URL, order_ids, timeout=240))
+    recovery = max(0.0, time.monotonic() - fault_ended)
+    # Final is not the end: refunds and releases follow a cancellation. Count once everyone caught up.
+    wait_caught_up(infra, catalogue)
+    views = asyncio.run(faults.wait_final(ORDER_URL, order_ids, timeout=60))
+    lost, duplicated = faults.count_lost_and_duplicated(order_ids, views)
+    extra_rows, missing_rows = faults.ledger_mismatches(order_ids, views)
+    outcome = Outcome(
+        scenario=name,
+        orders=len(order_ids),
+        lost=lost + missing_rows,
+        duplicated_effects=duplicated + extra_rows + faults.stock_violations(),
+        redeliveries=faults.redeliveries() - before["redeliveries"],
+        dead_lettered=dlq_total(infra, catalogue) - before["dlq"],
+        recovery_seconds=recovery,
+        notes={
+            "answers": dict(sent.answers),
+            "transport_errors": sent.transport_errors,
+            "retries": sent.retries,
+            "final": dict(Counter(v["status"] for v in views.values())),
+        },
+    )
+    outcome.save()
+    return outcome
+
+
+def wait_caught_up(infra, catalogue) -> None:
+    for group, consumed in CONSUMES.items():
+        topics = [s.name for s in catalogue.topics if s.value in consumed]
+        eventually(lambda g=group, t=topics: faults.caught_up(infra.bootstrap_servers, g, t), timeout=120)
+
+
+def baseline(infra, catalogue) -> dict:
+    return {"redeliveries": faults.redeliveries(), "dlq": dlq_total(infra, catalogue)}
+
+
+def run_with_faults(bodies, prefix, actions, gap=(0.5, 2.0), seed=7):
+    async def main():
+        load = asyncio.create_task(faults.send_orders(ORDER_URL, bodies, prefix))
+        ended = await faults.at_random_moments(random.Random(seed), actions, gap)
+        return await load, ended
+
+    return asyncio.run(main())
+
+
+def test_a_kill_9_consumers_at_random_moments(native, catalogue, bodies, unique) -> None:
+    before = baseline(native, catalogue)
+    rng = random.Random(11)
+    victims = [svc for _ in range(3) for svc in rng.sample(faults.DOWNSTREAM, 3)]
+    sent, ended = run_with_faults(bodies, f"a-{unique}", [lambda v=v: faults.restart(v) for v in victims])
+    out = finish("a: kill -9 consumers x3", sent, ended, native, catalogue, before)
+    assert out.orders == len(bodies)
+    assert (out.lost, out.duplicated_effects, out.dead_lettered) == (0, 0, 0), out
+    assert out.redeliveries > 0, "no redelivery: the kills did not land mid-batch"
+
+
+def test_b_kill_9_order_service_while_clients_retry(native, catalogue, bodies, unique) -> None:
+    before = baseline(native, catalogue)
+    sent, ended = run_with_faults(
+        bodies, f"b-{unique}", [lambda: faults.restart("order"), lambda: faults.restart("order")], gap=(2.0, 4.0)
+    )
+    out = finish("b: kill -9 order API, clients retry", sent, ended, native, catalogue, before)
+    assert out.orders == len(bodies), "every order was eventually accepted (same Idempotency-Key)"
+    assert sent.transport_errors > 0, "the kill did not land while requests were in flight"
+    assert (out.lost, out.duplicated_effects, out.dead_lettered) == (0, 0, 0), out
+
+
+def test_c_broker_restart_mid_load_answers_503_never_a_false_202(native, catalogue, bodies, unique) -> None:
+    before = baseline(native, catalogue)
+
+    async def broker_outage():
+        await asyncio.to_thread(stack.stop, stack.component("kafka"))
+        await asyncio.sleep(3)
+        await asyncio.to_thread(stack.start, stack.component("kafka"))
+
+    sent, ended = run_with_faults(bodies[:1000], f"c-{unique}", [broker_outage], gap=(2.0, 3.0))
+    out = finish("c: broker restart mid-load", sent, ended, native, catalogue, before)
+    assert sent.answers[503] > 0, "no 503 seen: the outage did not overlap the load"
+    assert out.orders == 1000
+    # Every 202 has its OrderPlaced in the log (a false 202 would be lost here).
+    assert (out.lost, out.duplicated_effects, out.dead_lettered) == (0, 0, 0), out
+
+
+def _poison_values(infra, catalogue) -> dict[str, bytes | None]:
+    registry = SchemaRegistryClient({"url": infra.registry_url})
+    placed = catalogue.topic_for("OrderPlaced")
+    schema_id = registry.get_latest_version(placed.subject).schema_id
+    buf = io.BytesIO()
+    schemaless_writer(buf, parse_schema(catalogue.schema("OrderPlaced")), {
+        "event_id": str(uuid.uuid4()), "occurred_at": 0, "order_id": str(uuid.uuid4()), "customer_id": "x",
+        "currency": "GBP", "country": None, "placed_at": 0, "items": []})  # fmt: skip
+    valid_but_invalid = b"\x00" + struct.pack(">I", schema_id) + buf.getvalue()
+    return {
+        "wrong-magic": b"\x01" + valid_but_invalid[1:],
+        "unknown-schema-id": b"\x00" + struct.pack(">I", 2_000_000_000) + buf.getvalue(),
+        "truncated": valid_but_invalid[:9],
+        "not-avro": b'{"order_id": "not avro at all"}',
+        "order-without-lines": valid_but_invalid,
+        "tombstone": None,
+    }
+
+
+def _order(line: dict | None = None, **over: object) -> bytes:
+    items = [{"sku": "A", "quantity": 1, "unit_price": "1", **(line or {})}]
+    return json.dumps({"customer_id": "c", "currency": "GBP", "items": items, **over}).encode()
+
+
+BAD_HTTP = [
+    b"{not json",
+    b"[]",
+    _order(items=[]),
+    _order(currency="USD"),
+    _order(line={"quantity": -1}),
+    _order(line={"unit_price": "0.0001"}),
+    _order(coupon="FREE"),
+    b'{"customer_id": "c", "currency": "GBP", "items": [' + b'{"sku": "A", "quantity": 1},' * 60_000 + b"]}",
+]
+
+
+def test_d_bad_inputs_at_the_edge_and_in_topics(native, catalogue, bodies, unique) -> None:
+    before = baseline(native, catalogue)
+    poison = _poison_values(native, catalogue)
+    copies = 5
+    producer = Producer({"bootstrap.servers": native.bootstrap_servers, "acks": "all"})
+    placed = catalogue.topic_for("OrderPlaced").name
+    captured = catalogue.topic_for("PaymentCaptured").name
+    injected = 0
+    expected_dlq = 0
+    for i in range(copies):
+        for kind, value in poison.items():
+            producer.produce(placed, key=f"poison-{unique}-{kind}-{i}", value=value, headers=[("kind", kind)])
+            injected += 1
+            expected_dlq += len(CONSUMERS_OF_PLACED)
+        producer.produce(captured, key=f"poison-{unique}-captured-{i}", value=poison["wrong-magic"])
+        injected += 1
+        expected_dlq += 2  # shipping and the order view consume it
+    assert producer.flush(10) == 0
+
+    statuses = []
+    with httpx.Client(base_url=ORDER_URL, timeout=30) as client:
+        for _ in range(13):
+            for raw in BAD_HTTP:
+                statuses.append(
+                    client.post("/orders", content=raw, headers={"content-type": "application/json"}).status_code
+                )
+    assert len(statuses) + injected >= 120 and len(BAD_HTTP) + len(poison) >= 6
+    assert all(400 <= s < 500 for s in statuses), Counter(statuses)
+
+    sent, ended = run_with_faults(bodies[:500], f"d-{unique}", [], gap=(0, 0))
+    eventually(lambda: dlq_total(native, catalogue) - before["dlq"] >= expected_dlq, timeout=60)
+    out = finish("d: 160 bad inputs, 6+7 kinds", sent, ended, native, catalogue, before)
+    out.notes.update(http_4xx=len(statuses), topic_poison=injected)
+    out.save()
+    assert out.dead_lettered == expected_dlq, "the dead-letter topics hold exactly the injected poison"
+    reasons = dead_letter_reasons(native, catalogue, f"poison-{unique}")
+    assert len(reasons) == expected_dlq and all(reasons), reasons
+    assert (out.lost, out.duplicated_effects) == (0, 0), out
+
+
+def dead_letter_reasons(infra, catalogue, key_prefix: str) -> list[str]:
+    consumer = Consumer({"bootstrap.servers": infra.bootstrap_servers, "group.id": f"t-{uuid.uuid4()}"})
+    reasons = []
+    try:
+        for spec in catalogue.dead_letter_specs():
+            for p in consumer.list_topics(spec.name, timeout=10).topics[spec.name].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(spec.name, p), timeout=10)
+                if high == low:
+                    continue
+                consumer.assign([TopicPartition(spec.name, p, low)])
+                while True:
+                    msg = consumer.poll(5)
+                    assert msg is not None
+                    if msg.key() and msg.key().decode().startswith(key_prefix):
+                        headers = dict(msg.headers())
+                        reasons.append(headers["dlq.error.message"].decode())
+                    if msg.offset() + 1 >= high:
+                        break
+    finally:
+        consumer.close()
+    return reasons
+
+
+def test_e_duplicate_ten_percent_of_deliveries(native, catalogue, bodies, unique) -> None:
+    before = baseline(native, catalogue)
+    order_topics = [s.name for s in catalogue.topics if s.name.startswith("orders.")]
+    start = faults.end_offsets(native.bootstrap_servers, order_topics)
+    sent, ended = run_with_faults(bodies[:500], f"e-{unique}", [], gap=(0, 0))
+    order_ids = set(sent.accepted.values())
+    asyncio.run(faults.wait_final(ORDER_URL, sorted(order_ids)))
+    duplicated = duplicate_records(native, order_topics, start, order_ids, share=0.10, seed=5)
+    ended = time.monotonic()
+    out = finish("e: 10% of deliveries duplicated", sent, ended, native, catalogue, before)
+    out.notes.update(duplicated_records=duplicated)
+    out.save()
+    assert duplicated >= len(order_ids) * 0.5  # ~10% of ~5 records per order
+    assert out.redeliveries > 0
+    assert (out.lost, out.duplicated_effects, out.dead_lettered) == (0, 0, 0), out
+
+
+def duplicate_records(infra, topics, start, order_ids, share, seed) -> int:
+    rng = random.Random(seed)
+    consumer = Consumer({"bootstrap.servers": infra.bootstrap_servers, "group.id": f"t-{uuid.uuid4()}"})
+    producer = Producer({"bootstrap.servers": infra.bootstrap_servers, "acks": "all"})
+    count = 0
+    try:
+        for topic in topics:
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                tp = TopicPartition(topic, p)
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                first = max(low, high - 5000)
+                if high == first:
+                    continue
+                consumer.assign([TopicPartition(topic, p, first)])
+                while True:
+                    msg = consumer.poll(5)
+                    assert msg is not None
+                    if msg.key() and msg.key().decode() in order_ids and rng.random() < share:
+                        producer.produce(topic, key=msg.key(), value=msg.value(), headers=msg.headers(), partition=p)
+                        count += 1
+                    if msg.offset() + 1 >= high:
+                        break
+        assert producer.flush(10) == 0
+    finally:
+        consumer.close()
+    return count
+
+
+def test_f_reset_consumer_groups_to_earliest_and_replay(native, catalogue, unique) -> None:
+    before = baseline(native, catalogue)
+    output_topics = [s.name for s in catalogue.topics if s.producer in faults.DOWNSTREAM]
+    outputs_before = faults.end_offsets(native.bootstrap_servers, output_topics)
+    snapshot_before = state_snapshot()
+    admin = AdminClient({"bootstrap.servers": native.bootstrap_servers})
+    subscriptions = {
+        svc: [s.name for s in catalogue.topics if s.value in consumed] for svc, consumed in CONSUMES.items()
+    }
+    began = time.monotonic()
+    for svc, topics in subscriptions.items():
+        stack.stop(stack.component(svc))
+        reset_to_earliest(admin, native, svc, topics)
+        stack.start(stack.component(svc))
+    for svc, topics in subscriptions.items():
+        eventually(lambda s=svc, t=topics: faults.caught_up(native.bootstrap_servers, s, t), timeout=240, interval=1)
+    outputs_after = faults.end_offsets(native.bootstrap_servers, output_topics)
+    changed_tables = sum(state_snapshot()[k] != v for k, v in snapshot_before.items())
+    out = Outcome(
+        scenario="f: groups reset to earliest, full replay",
+        orders=len(snapshot_before["payments"]),
+        lost=0,
+        duplicated_effects=changed_tables + sum(outputs_after[t] - outputs_before[t] for t in output_topics),
+        redeliveries=faults.redeliveries() - before["redeliveries"],
+        dead_lettered=dlq_total(native, catalogue) - before["dlq"],
+        recovery_seconds=time.monotonic() - began,
+    )
+    out.save()
+    assert out.redeliveries > 0
+    assert (out.duplicated_effects, out.dead_lettered) == (0, 0), out
+
+
+def reset_to_earliest(admin: AdminClient, infra, group: str, topics: list[str]) -> None:
+    consumer = Consumer({"bootstrap.servers": infra.bootstrap_servers, "group.id": "t-meta"})
+    try:
+        tps = [
+            TopicPartition(t, p, consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[0])
+            for t in topics
+            for p in consumer.list_topics(t, timeout=10).topics[t].partitions
+        ]
+    finally:
+        consumer.close()
+    for future in admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)]).values():
+        future.result()
+
+
+def state_snapshot() -> dict[str, list]:
+    with faults.state_db("accounting") as db:
+        ledger = db.execute("select * from ledger order by order_id, kind").fetchall()
+        payments = db.execute("select key, data from payments order by key").fetchall()
+    with faults.state_db("inventory") as db:
+        stock = db.execute("select * from stock order by sku").fetchall()
+    with faults.state_db("shipping") as db:
+        shipments = db.execute("select key, data from shipments order by key").fetchall()
+    return {"ledger": ledger, "payments": payments, "stock": stock, "shipments": shipments}
