@@ -53,6 +53,7 @@ SERVICES: dict[str, tuple[str, int]] = {
     "accounting": ("accounting_service", 8002),
     "inventory": ("inventory_service", 8003),
     "recommend": ("recommend_service", 8004),
+    "recommend-worker": ("recommend_service.worker", 8005),
 }
 
 

@@ -1,0 +1,1 @@
+"""eventshop recommendations (see README.md). Importing this package opens nothing."""
