@@ -1,0 +1,1 @@
+"""The recommend stream app's process: `python -m recommend_service.worker` (see __main__.py)."""
