@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Annotated
 
 from confluent_kafka import KafkaException
-from fastapi import FastAPI, Header, Request, Response, WebSocket
+from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import Field, model_validator
@@ -28,7 +28,7 @@ from eventkit.settings import ServiceSettings
 from order_service import streams, view
 from order_service.limits import BodyLimit
 from order_service.models import OrderAccepted, OrderRequest, OrderView
-from order_service.push import Follower, PushHub, UnknownOrder
+from order_service.push import PushHub
 
 NAME = "order"
 log = logging.getLogger("order_service")
@@ -46,11 +46,13 @@ class OrderSettings(ServiceSettings):
     group_id: str = ""
     max_body_bytes: int = 1_048_576
     # Push (WebSocket / SSE): events a follower may fall behind before it is cut off; idle time before a
-    # heartbeat; longest single send; how long an order this instance has not heard of yet is waited for.
+    # heartbeat; longest single send; how long an order this instance has not heard of yet is waited for;
+    # how long after the final event late events of the order are still pushed before the `final` message.
     push_queue_limit: Annotated[int, Field(ge=1)] = 256
     push_ping_seconds: Annotated[float, Field(gt=0)] = 15.0
     push_send_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     push_unknown_wait_seconds: Annotated[float, Field(ge=0)] = 3.0
+    push_final_settle_seconds: Annotated[float, Field(ge=0)] = 0.5
 
     @model_validator(mode="after")
     def per_instance(self) -> OrderSettings:
@@ -175,39 +177,16 @@ def create_app(settings: OrderSettings) -> FastAPI:
         with contextlib.closing(store.read()) as db:
             return view.snapshot(db, order_id, after_event_id)
 
-    def follower(order_id: str, after_event_id: str | None) -> Follower:
-        return Follower(
+    app.include_router(
+        streams.router(
             hub,
             read_snapshot,
-            order_id,
-            after_event_id,
             ping_seconds=settings.push_ping_seconds,
             unknown_wait_seconds=settings.push_unknown_wait_seconds,
+            final_settle_seconds=settings.push_final_settle_seconds,
+            send_timeout=settings.push_send_timeout_seconds,
         )
-
-    @app.websocket("/orders/{order_id}/events")
-    async def follow_order_ws(websocket: WebSocket, order_id: str, after: str | None = None) -> None:
-        await streams.serve_websocket(websocket, hub, follower(order_id, after), settings.push_send_timeout_seconds)
-
-    @app.get(
-        "/orders/{order_id}/events",
-        responses={200: {"content": {"text/event-stream": {}}, "description": "The order's events as they come"},
-                   404: {"description": "Unknown order"}, 406: {"description": "Accept: text/event-stream needed"}},
-    )  # fmt: skip
-    async def follow_order_sse(
-        order_id: str,
-        after: str | None = None,
-        accept: Annotated[str, Header()] = "",
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    ) -> Response:
-        if "text/event-stream" not in accept:
-            return JSONResponse({"detail": "send Accept: text/event-stream (or open a WebSocket)"}, status_code=406)
-        following = follower(order_id, last_event_id or after)
-        try:
-            await following.open()
-        except UnknownOrder as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=404)
-        return streams.EventStream(following, settings.push_send_timeout_seconds)
+    )
 
     ui_files = resources.files("order_service") / "ui"
     ui_page = (ui_files / "index.html").read_text(encoding="utf-8")

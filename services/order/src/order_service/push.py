@@ -11,7 +11,9 @@ between the 202 and its subscription, nor sends one twice:
      than the last sent (a row both read and queued is sent once).
 `seq` is this instance's arrival order (one consumer thread commits rows in `seq` order), so the stream
 is in arrival order: the order a late follower replays from the store is the order a live one saw.
-A follower ends with a `final` message once the order is dispatched or cancelled (`view.status_of`).
+A follower ends with a `final` message once the order is dispatched or cancelled (`view.status_of`) and
+`final_settle_seconds` passed, in which late rows of the order (a refund racing the cancellation) still
+go out; rows that arrive after that are in GET /orders/{id} only.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ class Follower:
         *,
         ping_seconds: float = 15.0,
         unknown_wait_seconds: float = 3.0,
+        final_settle_seconds: float = 0.0,
     ) -> None:
         self.hub = hub
         self.read = read
@@ -171,6 +174,7 @@ class Follower:
         self.after_event_id = after_event_id
         self.ping_seconds = ping_seconds
         self.unknown_wait_seconds = unknown_wait_seconds
+        self.final_settle_seconds = final_settle_seconds
         self._sub: Subscription | None = None
         self._snapshot: Snapshot | None = None
         self.client_gone = False
@@ -212,7 +216,7 @@ class Follower:
             if row.seq > last:
                 last = row.seq
                 yield Push("event", row.text, row.event_id)
-        while (status := status_of(types)) == "pending":
+        while status_of(types) == "pending":
             live = await sub.next(self.ping_seconds)
             if sub.stopped:
                 return
@@ -222,7 +226,20 @@ class Follower:
                 last = live.seq
                 types.append(live.type)
                 yield Push("event", live.text, live.event_id)
-        yield final_push(self.order_id, status)
+        # Final. Events of the order that were on their way (a refund racing the cancellation, a row of
+        # another topic a moment behind) still go out if they arrive within the settle time.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.final_settle_seconds
+        while (remaining := deadline - loop.time()) > 0:
+            live = await sub.next(remaining)
+            if sub.stopped:
+                return
+            if live is None:
+                break
+            if live.seq > last:
+                last = live.seq
+                yield Push("event", live.text, live.event_id)
+        yield final_push(self.order_id, status_of(types))
 
     def stop(self) -> None:
         """The client went away: `messages()` ends at its next step."""

@@ -13,17 +13,70 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Annotated
 
-from fastapi import Response, WebSocket
+from fastapi import APIRouter, Header, Response, WebSocket
+from fastapi.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from order_service.push import Follower, Push, PushHub, TooSlow, UnknownOrder
+from order_service.push import Follower, Push, PushHub, Reader, TooSlow, UnknownOrder
 
 log = logging.getLogger("order_service.push")
 
 NORMAL, GOING_AWAY = 1000, 1001
 UNKNOWN_ORDER, TOO_SLOW = 4404, 4429
+
+
+def router(
+    hub: PushHub,
+    read: Reader,
+    *,
+    ping_seconds: float,
+    unknown_wait_seconds: float,
+    final_settle_seconds: float,
+    send_timeout: float,
+) -> APIRouter:
+    """`WS /orders/{id}/events` (resume: `?after=<event_id>`) and `GET /orders/{id}/events` as SSE
+    (resume: the `Last-Event-ID` header, or `?after=`)."""
+    routes = APIRouter()
+
+    def follower(order_id: str, after_event_id: str | None) -> Follower:
+        return Follower(
+            hub,
+            read,
+            order_id,
+            after_event_id,
+            ping_seconds=ping_seconds,
+            unknown_wait_seconds=unknown_wait_seconds,
+            final_settle_seconds=final_settle_seconds,
+        )
+
+    @routes.websocket("/orders/{order_id}/events")
+    async def follow_order_ws(websocket: WebSocket, order_id: str, after: str | None = None) -> None:
+        await serve_websocket(websocket, hub, follower(order_id, after), send_timeout)
+
+    @routes.get(
+        "/orders/{order_id}/events",
+        responses={200: {"content": {"text/event-stream": {}}, "description": "The order's events as they come"},
+                   404: {"description": "Unknown order"}, 406: {"description": "Accept: text/event-stream needed"}},
+    )  # fmt: skip
+    async def follow_order_sse(
+        order_id: str,
+        after: str | None = None,
+        accept: Annotated[str, Header()] = "",
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> Response:
+        if "text/event-stream" not in accept:
+            return JSONResponse({"detail": "send Accept: text/event-stream (or open a WebSocket)"}, status_code=406)
+        following = follower(order_id, last_event_id or after)
+        try:
+            await following.open()
+        except UnknownOrder as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        return EventStream(following, send_timeout)
+
+    return routes
 
 
 def too_slow_reason(exc: Exception) -> str:
