@@ -192,14 +192,21 @@ def test_resume_after_an_id_this_instance_does_not_know_replays_everything(timel
     assert events_of(run(main)) == [e.RECORD for e in happy_path(oid)]
 
 
+def shortage_story(order_id: str) -> list[OrderEvent]:
+    """Captured, but out of stock: cancelled, then the payment is refunded."""
+    return [
+        placed(order_id),
+        ShipmentScheduled.create(order_id=order_id, shipment_id="s1"),
+        PaymentCaptured.create(order_id=order_id, customer_id="1", amount=Decimal("1.000"), currency="GBP"),
+        StockShortage.create(order_id=order_id, missing=()),
+        ShipmentCancelled.create(order_id=order_id, shipment_id="s1", reason="stock shortage"),
+        PaymentRefunded.create(order_id=order_id, customer_id="1", amount=Decimal("1.000"), currency="GBP", reason="x"),
+    ]
+
+
 def test_final_order_replays_rows_after_the_final_event_then_final(timeline, hub) -> None:
     oid = order_id()
-    events: list[OrderEvent] = [
-        placed(oid),
-        StockShortage.create(order_id=oid, missing=()),
-        ShipmentCancelled.create(order_id=oid, shipment_id="s1", reason="stock shortage"),
-        PaymentRefunded.create(order_id=oid, customer_id="1", amount=Decimal("1.000"), currency="GBP", reason="x"),
-    ]
+    events = shortage_story(oid)
     for e in events:
         timeline.add(e)
 
@@ -211,6 +218,69 @@ def test_final_order_replays_rows_after_the_final_event_then_final(timeline, hub
     got = run(main)
     assert events_of(got) == [e.RECORD for e in events]
     assert json.loads(got[-1].text)["status"] == "cancelled"
+
+
+def test_final_waits_for_the_rest_of_the_story_then_comes_last(timeline, hub) -> None:
+    """The refund comes after the cancellation; a payment decision may reach the view after it too."""
+    oid = order_id()
+    events = shortage_story(oid)
+    late = [events[2], events[5]]  # PaymentCaptured, then PaymentRefunded, both after ShipmentCancelled
+    for e in events:
+        if e not in late:
+            timeline.add(e)
+
+    async def main() -> list[Push]:
+        follower = Follower(hub, timeline.read, oid, final_wait_seconds=10)
+        await follower.open()
+        stream = follower.messages()
+        got = [await anext(stream) for _ in range(4)]  # stored: up to ShipmentCancelled
+        for e in late:
+            await asyncio.to_thread(timeline.add, e)
+            got.append(await anext(stream))
+        got.append(await anext(stream))
+        return got
+
+    got = run(main)
+    assert events_of(got) == [*(e.RECORD for e in events if e not in late), "PaymentCaptured", "PaymentRefunded"]
+    assert json.loads(got[-1].text)["final"] is True
+
+
+def test_final_is_sent_when_the_wait_for_the_rest_runs_out(timeline, hub) -> None:
+    oid = order_id()
+    events = shortage_story(oid)[:-1]  # the refund never comes
+    for e in events:
+        timeline.add(e)
+
+    async def main() -> list[Push]:
+        follower = Follower(hub, timeline.read, oid, final_wait_seconds=0.05)
+        await follower.open()
+        return await collect(follower)
+
+    got = run(main)
+    assert events_of(got) == [e.RECORD for e in events]
+    assert json.loads(got[-1].text)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("types", "missing"),
+    [
+        (["OrderPlaced", "ShipmentScheduled"], set()),  # pending: nothing awaited
+        (["OrderPlaced", "PaymentCaptured", "StockReserved", "ShipmentScheduled", "ShipmentDispatched"], set()),
+        (["ShipmentDispatched", "OrderPlaced", "StockReserved", "ShipmentScheduled"],
+         {"PaymentCaptured | PaymentDeclined"}),
+        (["OrderPlaced", "ShipmentScheduled", "StockReserved", "PaymentDeclined", "ShipmentCancelled"],
+         {"StockReleased"}),
+        (["OrderPlaced", "ShipmentScheduled", "StockShortage", "PaymentDeclined", "ShipmentCancelled"], set()),
+        (["OrderPlaced", "ShipmentScheduled", "StockShortage", "ShipmentCancelled"],
+         {"PaymentCaptured | PaymentDeclined"}),
+        (["OrderPlaced", "ShipmentScheduled", "StockShortage", "ShipmentCancelled", "PaymentCaptured"],
+         {"PaymentRefunded"}),
+        (["ShipmentCancelled"], {"OrderPlaced", "PaymentCaptured | PaymentDeclined",
+                                 "StockReserved | StockShortage", "ShipmentScheduled"}),
+    ],
+)  # fmt: skip
+def test_awaited(types, missing) -> None:
+    assert view.awaited(types) == missing
 
 
 def test_resume_after_the_last_event_of_a_final_order_sends_only_final(timeline, hub) -> None:
@@ -404,7 +474,7 @@ def client_for(hub: PushHub, timeline: Timeline, **settings: float) -> TestClien
     options = {
         "ping_seconds": 30.0,
         "unknown_wait_seconds": 0.05,
-        "final_settle_seconds": 0.0,
+        "final_wait_seconds": 0.0,
         "send_timeout": 5.0,
         **settings,
     }
@@ -526,32 +596,3 @@ def test_sse_needs_the_event_stream_accept_header_and_a_known_order(timeline, hu
     assert unknown.status_code == 404
     assert "not found" in unknown.json()["detail"]
     assert hub.stats()["followers"] == 0
-
-
-def test_events_arriving_soon_after_the_final_one_still_go_out_before_final(timeline, hub) -> None:
-    oid = order_id()
-    events: list[OrderEvent] = [
-        placed(oid),
-        StockShortage.create(order_id=oid, missing=()),
-        ShipmentCancelled.create(order_id=oid, shipment_id="s1", reason="stock shortage"),
-    ]
-    refund = PaymentRefunded.create(order_id=oid, customer_id="1", amount=Decimal("1.000"), currency="GBP", reason="x")
-    timeline.add(events[0])
-
-    async def main() -> list[Push]:
-        follower = Follower(hub, timeline.read, oid, final_settle_seconds=5)
-        await follower.open()
-        stream = follower.messages()
-        got = [await anext(stream)]
-        for e in events[1:]:
-            await asyncio.to_thread(timeline.add, e)
-            got.append(await anext(stream))
-        await asyncio.to_thread(timeline.add, refund)  # within the settle time
-        got.append(await anext(stream))
-        follower.close()  # ends the settle wait at once
-        got.extend([p async for p in stream])
-        return got
-
-    got = run(main)
-    assert events_of(got) == [*(e.RECORD for e in events), "PaymentRefunded"]
-    assert got[-1].kind != "final"  # the stream was closed during the settle time: no final claimed

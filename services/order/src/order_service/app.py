@@ -47,12 +47,12 @@ class OrderSettings(ServiceSettings):
     max_body_bytes: int = 1_048_576
     # Push (WebSocket / SSE): events a follower may fall behind before it is cut off; idle time before a
     # heartbeat; longest single send; how long an order this instance has not heard of yet is waited for;
-    # how long after the final event late events of the order are still pushed before the `final` message.
+    # how long after the final event the rest of the order's story (view.awaited) is waited for.
     push_queue_limit: Annotated[int, Field(ge=1)] = 256
     push_ping_seconds: Annotated[float, Field(gt=0)] = 15.0
     push_send_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     push_unknown_wait_seconds: Annotated[float, Field(ge=0)] = 3.0
-    push_final_settle_seconds: Annotated[float, Field(ge=0)] = 0.5
+    push_final_wait_seconds: Annotated[float, Field(ge=0)] = 5.0
 
     @model_validator(mode="after")
     def per_instance(self) -> OrderSettings:
@@ -183,7 +183,7 @@ def create_app(settings: OrderSettings) -> FastAPI:
             read_snapshot,
             ping_seconds=settings.push_ping_seconds,
             unknown_wait_seconds=settings.push_unknown_wait_seconds,
-            final_settle_seconds=settings.push_final_settle_seconds,
+            final_wait_seconds=settings.push_final_wait_seconds,
             send_timeout=settings.push_send_timeout_seconds,
         )
     )

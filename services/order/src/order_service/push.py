@@ -12,8 +12,9 @@ between the 202 and its subscription, nor sends one twice:
 `seq` is this instance's arrival order (one consumer thread commits rows in `seq` order), so the stream
 is in arrival order: the order a late follower replays from the store is the order a live one saw.
 A follower ends with a `final` message once the order is dispatched or cancelled (`view.status_of`) and
-`final_settle_seconds` passed, in which late rows of the order (a refund racing the cancellation) still
-go out; rows that arrive after that are in GET /orders/{id} only.
+its story is complete (`view.awaited`: e.g. a cancellation's refund, or a payment decision that reached
+the view after the final event), waited for at most `final_wait_seconds`; a row that comes later still
+is in GET /orders/{id} only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from order_service.view import Snapshot, Stored, status_of
+from order_service.view import Snapshot, Stored, awaited, status_of
 
 Reader = Callable[[str, str | None], Snapshot]  # (order_id, after_event_id) -> what is stored; blocking
 
@@ -166,7 +167,7 @@ class Follower:
         *,
         ping_seconds: float = 15.0,
         unknown_wait_seconds: float = 3.0,
-        final_settle_seconds: float = 0.0,
+        final_wait_seconds: float = 5.0,
     ) -> None:
         self.hub = hub
         self.read = read
@@ -174,7 +175,7 @@ class Follower:
         self.after_event_id = after_event_id
         self.ping_seconds = ping_seconds
         self.unknown_wait_seconds = unknown_wait_seconds
-        self.final_settle_seconds = final_settle_seconds
+        self.final_wait_seconds = final_wait_seconds
         self._sub: Subscription | None = None
         self._snapshot: Snapshot | None = None
         self.client_gone = False
@@ -226,11 +227,11 @@ class Follower:
                 last = live.seq
                 types.append(live.type)
                 yield Push("event", live.text, live.event_id)
-        # Final. Events of the order that were on their way (a refund racing the cancellation, a row of
-        # another topic a moment behind) still go out if they arrive within the settle time.
+        # Final: what the order still awaits (a refund after the cancellation, a row of another topic a
+        # moment behind) goes out before the `final` message, if it comes in time.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.final_settle_seconds
-        while (remaining := deadline - loop.time()) > 0:
+        deadline = loop.time() + self.final_wait_seconds
+        while awaited(types) and (remaining := deadline - loop.time()) > 0:
             live = await sub.next(remaining)
             if sub.stopped:
                 return
@@ -238,6 +239,7 @@ class Follower:
                 break
             if live.seq > last:
                 last = live.seq
+                types.append(live.type)
                 yield Push("event", live.text, live.event_id)
         yield final_push(self.order_id, status_of(types))
 

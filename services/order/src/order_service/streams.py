@@ -34,7 +34,7 @@ def router(
     *,
     ping_seconds: float,
     unknown_wait_seconds: float,
-    final_settle_seconds: float,
+    final_wait_seconds: float,
     send_timeout: float,
 ) -> APIRouter:
     """`WS /orders/{id}/events` (resume: `?after=<event_id>`) and `GET /orders/{id}/events` as SSE
@@ -49,7 +49,7 @@ def router(
             after_event_id,
             ping_seconds=ping_seconds,
             unknown_wait_seconds=unknown_wait_seconds,
-            final_settle_seconds=final_settle_seconds,
+            final_wait_seconds=final_wait_seconds,
         )
 
     @routes.websocket("/orders/{order_id}/events")

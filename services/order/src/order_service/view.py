@@ -15,7 +15,20 @@ from decimal import Decimal
 from typing import Any
 
 from eventkit.consumer import Received
-from eventkit.events import Event, ShipmentCancelled, ShipmentDispatched, UnknownEvent
+from eventkit.events import (
+    Event,
+    OrderPlaced,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentRefunded,
+    ShipmentCancelled,
+    ShipmentDispatched,
+    ShipmentScheduled,
+    StockReleased,
+    StockReserved,
+    StockShortage,
+    UnknownEvent,
+)
 from eventkit.store import StateStore
 
 SCHEMA = """
@@ -39,6 +52,15 @@ create index if not exists timeline_order on timeline (order_id, seq);
 """
 
 FINAL_STATES = {ShipmentDispatched.RECORD: "dispatched", ShipmentCancelled.RECORD: "cancelled"}
+# A final order's story is complete when it holds one event of each group (every order is decided by
+# accounting, inventory and shipping) and, if it was cancelled, the undoing of what had been done.
+STORY = (
+    frozenset({OrderPlaced.RECORD}),
+    frozenset({PaymentCaptured.RECORD, PaymentDeclined.RECORD}),
+    frozenset({StockReserved.RECORD, StockShortage.RECORD}),
+    frozenset({ShipmentScheduled.RECORD}),
+)
+UNDONE_ON_CANCEL = {PaymentCaptured.RECORD: PaymentRefunded.RECORD, StockReserved.RECORD: StockReleased.RECORD}
 
 
 def _plain(value: Any) -> Any:
@@ -75,6 +97,20 @@ def status_of(types: Iterable[str]) -> str:
         if record in FINAL_STATES:
             return FINAL_STATES[record]
     return "pending"
+
+
+def awaited(types: Iterable[str]) -> set[str]:
+    """What a final order's timeline still lacks to tell its whole story (empty while pending): events
+    of other topics can reach the view after the final one, and a cancellation's refund and stock
+    release come after it. Each name stands for its group (e.g. "PaymentCaptured | PaymentDeclined")."""
+    kinds = list(types)
+    status, seen = status_of(kinds), set(kinds)
+    if status == "pending":
+        return set()
+    missing = {" | ".join(sorted(group)) for group in STORY if not group & seen}
+    if status == "cancelled":
+        missing |= {undo for done, undo in UNDONE_ON_CANCEL.items() if done in seen and undo not in seen}
+    return missing
 
 
 def open_store(path) -> StateStore:
