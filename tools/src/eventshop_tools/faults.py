@@ -253,3 +253,55 @@ def caught_up(bootstrap: str, group: str, topics: Iterable[str]) -> bool:
         return True
     finally:
         consumer.close()
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    key: str | None
+    headers: dict[str, str]
+
+    @property
+    def origin(self) -> tuple[str, str, str, str]:
+        h = self.headers
+        return (h.get("dlq.original.topic", ""), h.get("dlq.original.partition", ""),
+                h.get("dlq.original.offset", ""), h.get("dlq.service", ""))  # fmt: skip
+
+
+def partition_ends(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "faults-offsets"})
+    try:
+        return {
+            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for topic in topics
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        }
+    finally:
+        consumer.close()
+
+
+def records_since(bootstrap: str, starts: dict[tuple[str, int], int]) -> list[DeadLetterRecord]:
+    """Every record from the given offsets up to the current end of each partition."""
+    ends = partition_ends(bootstrap, {t for t, _ in starts})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "faults-reader", "enable.auto.commit": False})
+    records = []
+    try:
+        for (topic, p), start in starts.items():
+            end = ends.get((topic, p), start)
+            if end <= start:
+                continue
+            consumer.assign([TopicPartition(topic, p, start)])
+            while True:
+                msg = consumer.poll(10)
+                if msg is None:
+                    raise AssertionError(f"{topic}[{p}] stopped before offset {end}")
+                if msg.error():
+                    continue
+                key = msg.key()
+                raw: list[tuple[str, bytes]] = list(msg.headers() or [])  # type: ignore[arg-type]
+                headers = {k: (v or b"").decode(errors="replace") for k, v in raw}
+                records.append(DeadLetterRecord(key.decode(errors="replace") if key else None, headers))
+                if (msg.offset() or 0) + 1 >= end:
+                    break
+    finally:
+        consumer.close()
+    return records

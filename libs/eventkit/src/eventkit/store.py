@@ -39,8 +39,8 @@ class StateStore:
         self._db.execute("pragma synchronous=normal")
         self._db.executescript(_INBOX + schema_sql)
         columns = {row[1] for row in self._db.execute("pragma table_info(inbox)")}
-        if "confirmed" not in columns:  # a state file from before confirmations existed
-            self._db.execute("alter table inbox add column confirmed integer not null default 1")
+        if "confirmed" not in columns:  # an older state file: unknown, so re-emit (consumers deduplicate)
+            self._db.execute("alter table inbox add column confirmed integer not null default 0")
         self._lock = threading.RLock()
 
     @contextmanager
