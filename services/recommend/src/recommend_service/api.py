@@ -84,11 +84,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         }
 
     @app.get("/recommendations/products/{sku}")
-    def product(sku: str, limit: int = Query(settings.recommend_default_limit, ge=1, le=TOP_N)) -> dict[str, Any]:
+    async def product(sku: str, limit: int = Query(settings.recommend_default_limit, ge=1, le=TOP_N)) -> dict[str, Any]:
         return answer("sku", "product", sku, limit)
 
     @app.get("/recommendations/customers/{customer_id}")
-    def customer(
+    async def customer(
         customer_id: str, limit: int = Query(settings.recommend_default_limit, ge=1, le=TOP_N)
     ) -> dict[str, Any]:
         return answer("customer_id", "customer", customer_id, limit)

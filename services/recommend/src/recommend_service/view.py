@@ -170,7 +170,10 @@ class Refresher:
             return len(self._in_flight)
 
     def request(self, key: Key, stale_computed_at: datetime | None) -> bool:
-        """Ask for a recomputation of `key` unless one is already in flight; True if this call asked."""
+        """Ask for a recomputation of `key` unless one is already in flight; True if this call asked.
+
+        Call from the event loop: the request is sent by a task, the caller's answer never waits for it."""
+        loop = asyncio.get_running_loop()
         now = time.monotonic()
         with self._lock:
             current = self._in_flight.get(key)
@@ -186,7 +189,7 @@ class Refresher:
             target=target,
             stale_computed_at=stale_computed_at,
         )
-        task = asyncio.get_running_loop().create_task(self._send(key, event))
+        task = loop.create_task(self._send(key, event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
