@@ -29,6 +29,7 @@ from eventkit.events import (
     StockShortage,
 )
 from eventkit.store import StateStore
+from eventshop_tools.testing import eventually
 from order_service import streams, view
 from order_service.push import PING, Follower, Push, PushHub, TooSlow, UnknownOrder
 
@@ -596,3 +597,10 @@ def test_sse_needs_the_event_stream_accept_header_and_a_known_order(timeline, hu
     assert unknown.status_code == 404
     assert "not found" in unknown.json()["detail"]
     assert hub.stats()["followers"] == 0
+
+
+def test_websocket_client_leaving_during_the_unknown_order_wait_ends_it_at_once(timeline, hub) -> None:
+    with client_for(hub, timeline, unknown_wait_seconds=60) as client:
+        with client.websocket_connect(f"/orders/{order_id()}/events"):
+            eventually(lambda: hub.stats()["followers"] == 1, timeout=5)
+        eventually(lambda: hub.stats()["followers"] == 0, timeout=5)  # not after 60 s

@@ -184,6 +184,8 @@ class Follower:
         """Subscribe, then read the stored timeline. An order this instance has not heard of yet (placed
         through another instance a moment ago) is waited for; UnknownOrder if nothing comes in time."""
         self._sub = self.hub.subscribe(self.order_id)
+        if self.client_gone:
+            self._sub.stop()
         try:
             snapshot = await asyncio.to_thread(self.read, self.order_id, self.after_event_id)
             if not snapshot.known:

@@ -85,18 +85,17 @@ def too_slow_reason(exc: Exception) -> str:
 
 async def serve_websocket(websocket: WebSocket, hub: PushHub, follower: Follower, send_timeout: float) -> None:
     await websocket.accept()
-    try:
-        await follower.open()
-    except UnknownOrder as exc:
-        await websocket.close(UNKNOWN_ORDER, str(exc)[:120])
-        return
+    # Listen for the client leaving (or uvicorn's 1012 on shutdown) from the start, the unknown-order wait too.
     watcher = asyncio.create_task(_stop_on_disconnect(websocket, follower))
     code, reason = NORMAL, "final"
     try:
+        await follower.open()
         async with contextlib.aclosing(follower.messages()) as pushes:
             async for push in pushes:
                 async with asyncio.timeout(send_timeout):
                     await websocket.send_text(push.text)
+    except UnknownOrder as exc:
+        code, reason = UNKNOWN_ORDER, str(exc)[:120]
     except TooSlow as exc:
         code, reason = TOO_SLOW, too_slow_reason(exc)
     except TimeoutError:
@@ -110,7 +109,7 @@ async def serve_websocket(websocket: WebSocket, hub: PushHub, follower: Follower
         return
     if hub.closing:
         code, reason = GOING_AWAY, "order service stopping"
-    if code != NORMAL:
+    if code not in (NORMAL, UNKNOWN_ORDER):
         log.info("push connection closed: %s", reason, extra={"order_id": follower.order_id})
     with contextlib.suppress(Exception):
         async with asyncio.timeout(2):
