@@ -23,6 +23,8 @@ class TopicSpec:
     doc: str = ""
     # "avro" (registry, Confluent wire format) or e.g. "faust-json" (a Faust table's changelog: no schema)
     value_format: str = "avro"
+    # further Kafka topic configs, e.g. {"segment.bytes": "8388608"} (catalogue key `config`)
+    extra_config: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_avro(self) -> bool:
@@ -33,7 +35,11 @@ class TopicSpec:
         return f"{self.name}-value"
 
     def config(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            **dict(self.extra_config),
+        }
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ def _load(schemas_dir: Path) -> Catalogue:
             retention_ms=t.get("retention_ms", defaults["retention_ms"]),
             doc=t.get("doc", ""),
             value_format=t.get("value_format", "avro"),
+            extra_config=tuple((k, str(v)) for k, v in sorted(t.get("config", {}).items())),
         )
         for t in raw["topic"]
     )
