@@ -125,7 +125,9 @@ def test_stored_then_live_rows_in_arrival_order_then_final(timeline, hub) -> Non
     assert events_of(got) == [e.RECORD for e in events]
     assert [p.event_id for p in got[:-1]] == [e.event_id for e in events]
     assert json.loads(got[-1].text) == {"type": "final", "order_id": oid, "status": "dispatched", "final": True}
-    assert hub.stats() == {"followers": 0, "orders_followed": 0, "dropped_slow": 0}
+    stats = hub.stats()
+    assert (stats["followers"], stats["orders_followed"], stats["dropped_slow"]) == (0, 0, 0)
+    assert stats["view_lag_ms"]["n"] == 3  # the rows committed while followed: event -> commit delays
 
 
 def test_a_row_committed_while_the_follower_reads_is_sent_once(timeline, hub) -> None:
@@ -448,7 +450,8 @@ def test_many_followers_of_many_orders_each_get_their_own_orders_rows(hub) -> No
 
     async def main() -> list[tuple[list[int], list[int]]]:
         subs = [(oid, hub.subscribe(oid)) for oid in orders for _ in range(5)]
-        assert hub.stats() == {"followers": 100, "orders_followed": 20, "dropped_slow": 0}
+        stats = hub.stats()
+        assert (stats["followers"], stats["orders_followed"], stats["dropped_slow"]) == (100, 20, 0)
         seq = 0
         for _ in range(3):
             for oid in orders:
@@ -505,6 +508,8 @@ def test_websocket_sends_stored_then_live_entries_then_final_and_closes_normally
     assert [g["event_id"] for g in got[:-1]] == [e.event_id for e in events]
     assert got[-1] == {"type": "final", "order_id": oid, "status": "dispatched", "final": True}
     assert closing == {"type": "websocket.close", "code": 1000, "reason": "final"}
+    lags = hub.stats()["push_lag_ms"]
+    assert lags["n"] == 4 and 0 <= lags["p50"] <= lags["p99"] < 5000  # commit -> socket, live rows only
 
 
 def test_websocket_resumes_after_the_given_event(timeline, hub) -> None:

@@ -22,9 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from order_service.view import Snapshot, Stored, awaited, status_of
@@ -47,6 +50,7 @@ class Push:
     kind: Literal["event", "final", "ping"]
     text: str  # JSON object
     event_id: str | None = None
+    committed_at: float | None = None  # of a live row: when the view committed it
 
 
 PING = Push("ping", json.dumps({"type": "ping"}))
@@ -112,6 +116,10 @@ class PushHub:
         self.dropped = 0  # followers cut off for falling behind
         self.closing = False
         self._count = 0
+        # Recent delays, for /health and the benchmark: event occurred -> row committed (what GET shows),
+        # and row committed -> message handed to a client's socket.
+        self.view_lag_ms: deque[float] = deque(maxlen=10_000)
+        self.push_lag_ms: deque[float] = deque(maxlen=10_000)
 
     def subscribe(self, order_id: str) -> Subscription:
         self._loop = asyncio.get_running_loop()
@@ -130,6 +138,10 @@ class PushHub:
                 del self._followers[sub.order_id]
 
     def publish(self, row: Stored) -> None:
+        if row.committed_at is not None:
+            with contextlib.suppress(ValueError):
+                occurred = datetime.fromisoformat(row.occurred_at).timestamp()
+                self.view_lag_ms.append((row.committed_at - occurred) * 1000)
         for sub in tuple(self._followers.get(row.order_id, ())):
             if not sub.offer(row):
                 self.dropped += 1
@@ -150,9 +162,29 @@ class PushHub:
             for sub in tuple(followers):
                 sub.stop()
 
-    def stats(self) -> dict[str, int]:
-        """Counts only (safe to read from another thread)."""
-        return {"followers": self._count, "orders_followed": len(self._followers), "dropped_slow": self.dropped}
+    def sent(self, push: Push) -> None:
+        """A transport handed `push` to a client's socket."""
+        if push.committed_at is not None:
+            self.push_lag_ms.append((time.time() - push.committed_at) * 1000)
+
+    def stats(self) -> dict[str, object]:
+        """Counts, and the recent delays (safe to read from another thread)."""
+        return {
+            "followers": self._count,
+            "orders_followed": len(self._followers),
+            "dropped_slow": self.dropped,
+            "view_lag_ms": _summary(list(self.view_lag_ms)),
+            "push_lag_ms": _summary(list(self.push_lag_ms)),
+        }
+
+
+def _summary(values: list[float]) -> dict[str, float | int | None]:
+    ordered = sorted(values)
+
+    def rank(q: float) -> float | None:  # nearest rank
+        return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 1) if ordered else None
+
+    return {"n": len(ordered), "p50": rank(0.5), "p99": rank(0.99)}
 
 
 class Follower:
@@ -228,7 +260,7 @@ class Follower:
             elif live.seq > last:
                 last = live.seq
                 types.append(live.type)
-                yield Push("event", live.text, live.event_id)
+                yield Push("event", live.text, live.event_id, live.committed_at)
         # Final: what the order still awaits (a refund after the cancellation, a row of another topic a
         # moment behind) goes out before the `final` message, if it comes in time.
         loop = asyncio.get_running_loop()
@@ -242,7 +274,7 @@ class Follower:
             if live.seq > last:
                 last = live.seq
                 types.append(live.type)
-                yield Push("event", live.text, live.event_id)
+                yield Push("event", live.text, live.event_id, live.committed_at)
         yield final_push(self.order_id, status_of(types))
 
     def stop(self) -> None:

@@ -74,7 +74,7 @@ def router(
             await following.open()
         except UnknownOrder as exc:
             return JSONResponse({"detail": str(exc)}, status_code=404)
-        return EventStream(following, send_timeout)
+        return EventStream(hub, following, send_timeout)
 
     return routes
 
@@ -94,6 +94,7 @@ async def serve_websocket(websocket: WebSocket, hub: PushHub, follower: Follower
             async for push in pushes:
                 async with asyncio.timeout(send_timeout):
                     await websocket.send_text(push.text)
+                hub.sent(push)
     except UnknownOrder as exc:
         code, reason = UNKNOWN_ORDER, str(exc)[:120]
     except TooSlow as exc:
@@ -138,8 +139,9 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, follower: Follower, send_timeout: float, retry_ms: int = 1000) -> None:
+    def __init__(self, hub: PushHub, follower: Follower, send_timeout: float, retry_ms: int = 1000) -> None:
         super().__init__(status_code=200)
+        self.hub = hub
         self.follower = follower
         self.send_timeout = send_timeout
         self.retry_ms = retry_ms
@@ -153,6 +155,7 @@ class EventStream(Response):
                 async with contextlib.aclosing(self.follower.messages()) as pushes:
                     async for push in pushes:
                         await self._body(send, sse_frame(push))
+                        self.hub.sent(push)
             except TooSlow as exc:
                 dropped = json.dumps({"type": "dropped", "reason": too_slow_reason(exc)})
                 await self._body(send, f"event: dropped\ndata: {dropped}\n\n".encode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -126,10 +127,8 @@ class Stored:
     event_id: str
     type: str
     text: str  # the entry as JSON, exactly as GET /orders/{id} returns it
-
-    @property
-    def final_status(self) -> str | None:
-        return FINAL_STATES.get(self.type)
+    occurred_at: str = ""
+    committed_at: float | None = None  # wall clock, for a row that was just committed (not one read back)
 
 
 def project(store: StateStore, received: Received, on_stored: Callable[[Stored], None] | None = None) -> list[Event]:
@@ -149,7 +148,7 @@ def project(store: StateStore, received: Received, on_stored: Callable[[Stored],
         )
         seq = cursor.lastrowid if cursor.rowcount == 1 else None
     if seq is not None and on_stored is not None:
-        on_stored(Stored(seq, order_id, entry["event_id"], entry["type"], text))
+        on_stored(Stored(seq, order_id, entry["event_id"], entry["type"], text, entry["occurred_at"], time.time()))
     return []
 
 
