@@ -87,6 +87,7 @@ class StreamStats:
     refreshes_served: int = 0
     refreshes_skipped: int = 0
     undecodable: int = 0
+    scoring_seconds: float = 0.0  # time in RecommendationState (apply + outputs), tables included
     first_order_at: float | None = None  # time.time() of the first order this process received
     last_batch_done_at: float | None = None  # ... when the latest batch's outputs were confirmed
 
@@ -194,10 +195,14 @@ def create_stream_app(settings: WorkerSettings, catalogue: Catalogue, codec: Avr
         async for events in batches:
             if stats.first_order_at is None:
                 stats.first_order_at = time.time()
-            touched = state.apply(decode_orders(events))
+            orders = decode_orders(events)
+            began = time.perf_counter()
+            touched = state.apply(orders)
+            outputs = state.outputs(touched)
+            stats.scoring_seconds += time.perf_counter() - began
             stats.orders_received += len(events)
             stats.orders_counted += touched.orders
-            await publish(state.outputs(touched))
+            await publish(outputs)
             stats.batches += 1
             stats.last_batch_done_at = time.time()
 
