@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from confluent_kafka import Consumer, TopicPartition
 
+from eventkit.catalogue import Catalogue
 from eventshop_tools.testing import Infra, eventually, order_body
 
 FINAL = {"dispatched", "cancelled"}
@@ -180,19 +183,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def view_lag(infra: Infra, catalogue: Catalogue, group: str) -> int:
+    """Order events the consumer group has not committed yet, over every partition of every order topic."""
+    pattern = re.compile(catalogue.order_events_pattern)
+    consumer = Consumer({"bootstrap.servers": infra.bootstrap_servers, "group.id": group})  # never joins
+    try:
+        partitions = [TopicPartition(t.name, p) for t in catalogue.topics if pattern.match(t.name)
+                      for p in range(t.partitions)]  # fmt: skip
+        lag = 0
+        for tp in consumer.committed(partitions, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()
+
+
 @pytest.fixture(scope="module")
-def second_instance(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Another order-service process: its own consumer group (INSTANCE_ID), its own store and port."""
-    port, state = free_port(), tmp_path_factory.mktemp("order-b")
+def second_instance(infra: Infra, catalogue: Catalogue, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Another order-service process: its own consumer group (INSTANCE_ID), its own store and port; yielded
+    once it has caught up with the order history (like an instance put behind a load balancer)."""
+    port, state, instance = free_port(), tmp_path_factory.mktemp("order-b"), f"t-{os.urandom(4).hex()}"
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap_servers,
         "SCHEMA_REGISTRY_URL": infra.registry_url,
         "STATE_DIR": str(state),
         "PORT": str(port),
-        "INSTANCE_ID": f"t-{os.urandom(4).hex()}",
-        # It backfills every order event before it knows today's orders; give followers time for that.
-        "PUSH_UNKNOWN_WAIT_SECONDS": "60",
+        "INSTANCE_ID": instance,
     }
     log = (state / "order-b.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "order_service"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -200,6 +218,8 @@ def second_instance(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> I
     try:
         eventually(lambda: proc.poll() is not None or _healthy(url), timeout=60)
         assert proc.poll() is None, Path(log.name).read_text()[-2000:]
+        # A new group backfills all history; others may be producing meanwhile, so "caught up" is "nearly".
+        eventually(lambda: view_lag(infra, catalogue, f"order-view-{instance}") <= 20, timeout=180, interval=1)
         yield url
     finally:
         proc.terminate()
