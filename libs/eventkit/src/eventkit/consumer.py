@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from eventkit.events import Event, UnknownEvent
 from eventkit.producer import CORRELATION_HEADER, EventProducer
@@ -100,7 +100,7 @@ class ConsumerRunner:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; the batch in flight is finished and its offsets committed."""
-        self._consumer.subscribe(self.subscriptions)
+        self._consumer.subscribe(self.subscriptions, on_assign=self._on_assign)
         self.stats.running = True
         try:
             while not stop.is_set():
@@ -128,11 +128,22 @@ class ConsumerRunner:
                 handled.append(event_id)
             done.append(msg)
         # Everything the handlers emitted must be acknowledged before their inputs count as consumed.
-        self.producer.flush()
+        try:
+            self.producer.flush()
+        except Exception:
+            first, last = done[0], done[-1]
+            log.error("outputs of %d records not acknowledged (%s[%s]@%s .. %s[%s]@%s); not committing them",
+                      len(done), first.topic(), first.partition(), first.offset(),
+                      last.topic(), last.partition(), last.offset())  # fmt: skip
+            raise
         if self.on_confirmed is not None:
             self.on_confirmed(handled)
         for msg in done:
             self._consumer.store_offsets(message=msg)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(partitions, timeout=10)
+        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in committed))
 
     def _process(self, msg: Message) -> str | None:
         """Handle one record; the id of the event handled, or None if it was dead-lettered."""

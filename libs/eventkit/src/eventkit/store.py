@@ -66,7 +66,9 @@ class StateStore:
                 outputs: list[Event] = [] if row[1] else pickle.loads(row[0])
                 return outputs
             outputs = list(decide(db))
-            db.execute("insert into inbox (event_id, outputs) values (?, ?)", (event_id, pickle.dumps(outputs)))
+            db.execute(
+                "insert into inbox (event_id, outputs, confirmed) values (?, ?, 0)", (event_id, pickle.dumps(outputs))
+            )
             return outputs
 
     def confirm(self, event_ids: Sequence[str]) -> None:
