@@ -280,7 +280,7 @@ class Bench:
             [sys.executable, "-m", "recommend_service.worker"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            stats = self.wait_health(proc, port, lambda s: s["orders_received"] >= orders)
+            stats = self.wait_health(proc, port, lambda s: s["orders_done"] >= orders)
             refreshes = self.ask_refreshes(mapping[self.real.refresh.spec.name], customers)
             self.wait_health(proc, port, lambda s: s["refreshes_served"] + s["refreshes_skipped"] >= refreshes)
         finally:

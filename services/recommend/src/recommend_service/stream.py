@@ -82,6 +82,7 @@ class KeyHashedTable(faust.Table):
 class StreamStats:
     orders_received: int = 0
     orders_counted: int = 0  # received minus redeliveries
+    orders_done: int = 0  # received and their lists confirmed by the broker
     batches: int = 0
     published: int = 0
     refreshes_served: int = 0
@@ -203,6 +204,7 @@ def create_stream_app(settings: WorkerSettings, catalogue: Catalogue, codec: Avr
             stats.orders_received += len(events)
             stats.orders_counted += touched.orders
             await publish(outputs)
+            stats.orders_done += len(events)
             stats.batches += 1
             stats.last_batch_done_at = time.time()
 
