@@ -4,6 +4,8 @@
 recommend.popular. `ViewFollower` fills it from a consumer thread that reads every partition of those
 topics from offset 0 at start (no consumer group offsets: each API process rebuilds the whole view)
 and follows them afterwards; the view counts as loaded once every partition reached its end once.
+While loading, only the last record per key is kept (as bytes) and decoded at the end: a compacted topic
+not yet cleaned may hold many superseded lists per key, and decoding is what costs.
 
 `Refresher` sends RecommendationRefreshRequested for a stale entry, at most one in flight per key: a
 key stays in flight until a list computed after the stale one arrives, or until `timeout` passes with
@@ -119,10 +121,11 @@ class ViewFollower:
             for p in metadata.topics[t.name].partitions
         ]
         pending_eof = {(tp.topic, tp.partition) for tp in partitions}
+        loading: dict[tuple[str, bytes | None], bytes | None] | None = {}  # (topic, key) -> last value
         self._consumer.assign(partitions)
         try:
             while not stop.is_set():
-                for msg in self._consumer.consume(500, timeout=0.2):
+                for msg in self._consumer.consume(1000, timeout=0.2):
                     err = msg.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
@@ -130,15 +133,21 @@ class ViewFollower:
                         else:
                             log.warning("cache topic consumer: %s", err.str())
                         continue
-                    self._apply(msg.topic() or "", msg.key(), msg.value())
-                if not pending_eof and not self.view.loaded.is_set():
+                    self.records += 1
+                    if loading is not None:
+                        loading[(msg.topic() or "", msg.key())] = msg.value()
+                    else:
+                        self._apply(msg.topic() or "", msg.key(), msg.value())
+                if loading is not None and not pending_eof:
+                    for (topic, key), value in loading.items():
+                        self._apply(topic, key, value)
+                    loading = None
                     self.view.loaded.set()
                     log.info("view loaded: %s from %d records", self.view.counts(), self.records)
         finally:
             self._consumer.close()
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        self.records += 1
         if value is None:  # a tombstone removes the key's list
             if key is not None:
                 self.view.put((self._kind[topic], key.decode()), None)
