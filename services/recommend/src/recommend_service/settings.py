@@ -27,6 +27,6 @@ class WorkerSettings(ServiceSettings):
     recommend_app_id: str = "recommend"
     # Orders are folded into the tables in batches of up to this many, or what arrived within `within` s.
     recommend_batch_max: int = 500
-    recommend_batch_within: float = 0.1
+    recommend_batch_within: float = 0.5
     # Catalogue topic name -> name to use instead (the benchmark runs the app on its own topics).
     recommend_topics: dict[str, str] = Field(default_factory=dict)
