@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -318,6 +319,16 @@ def test_redelivered_event_is_not_pushed_again(timeline, hub) -> None:
 
 
 # -- unknown orders, pings, slow followers ---------------------------------------------------------------
+
+
+def test_what_cannot_be_an_order_id_is_refused_at_once(timeline, hub) -> None:
+    async def main() -> None:
+        await Follower(hub, timeline.read, "no-such-order", unknown_wait_seconds=60).open()
+
+    began = time.monotonic()
+    with pytest.raises(UnknownOrder, match="order no-such-order not found"):
+        run(main)
+    assert time.monotonic() - began < 5 and hub.stats()["followers"] == 0
 
 
 def test_unknown_order_is_refused_after_the_wait(timeline, hub) -> None:

@@ -51,7 +51,7 @@ class OrderSettings(ServiceSettings):
     push_queue_limit: Annotated[int, Field(ge=1)] = 256
     push_ping_seconds: Annotated[float, Field(gt=0)] = 15.0
     push_send_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
-    push_unknown_wait_seconds: Annotated[float, Field(ge=0)] = 3.0
+    push_unknown_wait_seconds: Annotated[float, Field(ge=0)] = 10.0
     push_final_wait_seconds: Annotated[float, Field(ge=0)] = 5.0
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -178,6 +179,15 @@ class PushHub:
         }
 
 
+def _could_be_an_order_id(text: str) -> bool:
+    """Order ids are UUIDs (random, or derived from an Idempotency-Key): nothing else is waited for."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _summary(values: list[float]) -> dict[str, float | int | None]:
     ordered = sorted(values)
 
@@ -198,7 +208,7 @@ class Follower:
         after_event_id: str | None = None,
         *,
         ping_seconds: float = 15.0,
-        unknown_wait_seconds: float = 3.0,
+        unknown_wait_seconds: float = 10.0,
         final_wait_seconds: float = 5.0,
     ) -> None:
         self.hub = hub
@@ -215,6 +225,8 @@ class Follower:
     async def open(self) -> None:
         """Subscribe, then read the stored timeline. An order this instance has not heard of yet (placed
         through another instance a moment ago) is waited for; UnknownOrder if nothing comes in time."""
+        if not _could_be_an_order_id(self.order_id):
+            raise UnknownOrder(f"order {self.order_id[:60]} not found")
         self._sub = self.hub.subscribe(self.order_id)
         if self.client_gone:
             self._sub.stop()
