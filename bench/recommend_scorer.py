@@ -274,6 +274,7 @@ class Bench:
             "RECOMMEND_BATCH_MAX": str(self.args.batch_max),
             "RECOMMEND_BATCH_WITHIN": str(self.args.batch_within),
             "LOG_LEVEL": "WARNING",
+            **dict(kv.split("=", 1) for kv in self.args.faust_env),
         }
         log = (ROOT / ".run" / "logs" / f"bench-recommend-{label}.log").open("wb")
         proc = subprocess.Popen(
@@ -347,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-max", type=int, default=500)
     parser.add_argument("--batch-within", type=float, default=0.5, help="seconds a batch waits to fill up")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--faust-env", action="append", default=[], help="KEY=VALUE for the Faust worker (variants)")
     parser.add_argument("--plain-arm", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.plain_arm:
@@ -403,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         "customers": len(customers),
         "batch_max": args.batch_max,
         "batch_within": args.batch_within,
+        "faust_env": args.faust_env,
         "rounds": [{k: v for k, v in r.items() if k != "lists"} for r in rounds],
         "orders_per_s": {arm: summary(v) for arm, v in rates.items()},
         "ratio_faust_to_plain": statistics.median(rates["faust"]) / statistics.median(rates["plain"]),

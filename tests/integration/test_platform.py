@@ -53,6 +53,8 @@ def test_every_catalogue_topic_exists_with_its_settings(admin: AdminClient, cata
         assert len(metadata[spec.name].partitions) == spec.partitions, spec.name
         assert configs[spec.name]["cleanup.policy"].value == spec.cleanup_policy, spec.name
         assert configs[spec.name]["retention.ms"].value == str(spec.retention_ms), spec.name
+        for key, value in spec.extra_config:
+            assert configs[spec.name][key].value == value, (spec.name, key)
 
 
 def test_broker_refuses_topics_outside_the_catalogue(infra: Infra) -> None:
@@ -68,6 +70,9 @@ def test_every_value_schema_is_registered_with_backward_compatibility(
 ) -> None:
     subjects = set(registry.get_subjects())
     for spec in catalogue.topics:
+        if not spec.is_avro:  # a Faust table's changelog: the app's own serializer, no subject
+            assert spec.subject not in subjects
+            continue
         assert spec.subject in subjects
         assert registry.get_compatibility(spec.subject) == "BACKWARD"
         latest = registry.get_latest_version(spec.subject)

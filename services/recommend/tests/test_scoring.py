@@ -223,3 +223,14 @@ def test_refresh_recomputes_known_keys_and_skips_unknown_ones():
     assert popular is not None and comparable(popular) in published
     assert ask("product", "99999") is None
     assert ask("customer", "nobody") is None
+
+
+def test_list_records_are_what_asdict_gives():
+    """The recommendation lists' fast to_record equals the generic dataclasses.asdict form."""
+    import dataclasses
+
+    state = fresh()
+    touched = state.apply(real_orders())
+    for event in state.outputs(touched):
+        generic = dataclasses.asdict(event)
+        assert event.to_record() == {**generic, "items": list(generic["items"])}

@@ -195,6 +195,17 @@ class RecommendedItem:
     score: float
 
 
+def _list_record(event: Any, key_field: str) -> dict[str, Any]:
+    """to_record of a recommendation list without dataclasses.asdict's deep copies (these are written often)."""
+    return {
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at,
+        key_field: getattr(event, key_field),
+        "items": [{"sku": item.sku, "score": item.score} for item in event.items],
+        "computed_at": event.computed_at,
+    }
+
+
 @dataclass(frozen=True, kw_only=True)
 class RecommendationsUpdated(Event):
     """The products most often bought together with `sku` (written by the recommend stream app)."""
@@ -207,6 +218,9 @@ class RecommendationsUpdated(Event):
     @property
     def key(self) -> str:
         return self.sku
+
+    def to_record(self) -> dict[str, Any]:
+        return _list_record(self, "sku")
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:
@@ -226,6 +240,9 @@ class CustomerRecommendationsUpdated(Event):
     def key(self) -> str:
         return self.customer_id
 
+    def to_record(self) -> dict[str, Any]:
+        return _list_record(self, "customer_id")
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:
         return cls(**{**record, "items": tuple(RecommendedItem(**i) for i in record["items"])})
@@ -243,6 +260,9 @@ class PopularProductsUpdated(Event):
     @property
     def key(self) -> str:
         return self.scope
+
+    def to_record(self) -> dict[str, Any]:
+        return _list_record(self, "scope")
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:

@@ -28,5 +28,9 @@ class WorkerSettings(ServiceSettings):
     # Orders are folded into the tables in batches of up to this many, or what arrived within `within` s.
     recommend_batch_max: int = 500
     recommend_batch_within: float = 0.5
+    # Faust's producer (aiokafka): wait this long to batch sends, batches up to this many bytes (aiokafka's
+    # defaults are 0 s and 16 KiB; librdkafka's, which the other services use, 5 ms and 1 MB).
+    recommend_producer_linger: float = 0.005
+    recommend_producer_batch_bytes: int = 1_000_000
     # Catalogue topic name -> name to use instead (the benchmark runs the app on its own topics).
     recommend_topics: dict[str, str] = Field(default_factory=dict)

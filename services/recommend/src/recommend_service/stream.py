@@ -105,6 +105,8 @@ def create_stream_app(settings: WorkerSettings, catalogue: Catalogue, codec: Avr
         topic_partitions=topics.orders.spec.partitions,
         consumer_auto_offset_reset="earliest",  # a new app id backfills the whole order history
         producer_acks=-1,
+        producer_linger=settings.recommend_producer_linger,
+        producer_max_batch_size=settings.recommend_producer_batch_bytes,
         web_enabled=True,
         web_bind=settings.host,
         web_port=settings.port,
