@@ -38,6 +38,9 @@ schemas: install ## create topics and register schemas (compatibility BACKWARD) 
 test: install ## the whole suite: unit, integration (real Kafka + registry) and end-to-end
 	@$(UV) run pytest
 
+test-faults: install ## the fault-injection suite alone (kills and restarts local processes)
+	@$(UV) run pytest -m faults
+
 test-unit: install ## unit tests only (no broker)
 	@$(UV) run pytest -m "not integration and not e2e"
 

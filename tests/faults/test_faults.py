@@ -120,6 +120,8 @@ def test_a_kill_9_consumers_at_random_moments(native, catalogue, bodies, unique)
     victims = [svc for _ in range(3) for svc in rng.sample(faults.DOWNSTREAM, 3)]
     sent, ended = run_with_faults(bodies, f"a-{unique}", [lambda v=v: faults.restart(v) for v in victims])
     out = finish("a: kill -9 consumers x3", sent, ended, native, catalogue, before)
+    out.proof = f"{len(victims)} kills; {out.redeliveries} events redelivered"
+    out.save()
     assert out.orders == len(bodies)
     assert (out.lost, out.duplicated_effects, out.dead_lettered) == (0, 0, 0), out
     assert out.redeliveries > 0, "no redelivery: the kills did not land mid-batch"
@@ -131,6 +133,8 @@ def test_b_kill_9_order_service_while_clients_retry(native, catalogue, bodies, u
         bodies, f"b-{unique}", [lambda: faults.restart("order"), lambda: faults.restart("order")], gap=(2.0, 4.0)
     )
     out = finish("b: kill -9 order API, clients retry", sent, ended, native, catalogue, before)
+    out.proof = f"2 kills; {sent.transport_errors} dropped requests retried with their key"
+    out.save()
     assert out.orders == len(bodies), "every order was eventually accepted (same Idempotency-Key)"
     assert sent.transport_errors > 0, "the kill did not land while requests were in flight"
     assert (out.lost, out.duplicated_effects, out.dead_lettered) == (0, 0, 0), out
@@ -146,6 +150,8 @@ def test_c_broker_restart_mid_load_answers_503_never_a_false_202(native, catalog
 
     sent, ended = run_with_faults(bodies, f"c-{unique}", [broker_outage], gap=(1.0, 1.5))
     out = finish("c: broker restart mid-load", sent, ended, native, catalogue, before)
+    out.proof = f"{sent.answers[503]} answers 503 while down; {out.redeliveries} events redelivered"
+    out.save()
     assert sent.answers[503] > 0, "no 503 seen: the outage did not overlap the load"
     assert out.orders == len(bodies)
     # Every 202 has its OrderPlaced in the log (a false 202 would be lost here).
@@ -224,6 +230,10 @@ def test_d_bad_inputs_at_the_edge_and_in_topics(native, catalogue, bodies, uniqu
     eventually(lambda: len(ours()) >= expected.total(), timeout=90, interval=1)
     out = finish("d: bad inputs at the edge and in topics", sent, ended, native, catalogue, before, keys)
     out.notes.update(http_4xx=len(statuses), http_kinds=len(BAD_HTTP), topic_poison=injected, topic_kinds=len(poison))
+    out.proof = (
+        f"{len(statuses)} bad requests ({len(BAD_HTTP)} kinds) all 4xx; {injected} poison records "
+        f"({len(poison)} kinds) dead-lettered by each consumer"
+    )
     out.save()
     records = ours()
     assert Counter((r.key, r.headers["dlq.service"]) for r in records) == expected, "exactly the injected poison"
@@ -243,6 +253,7 @@ def test_e_duplicate_ten_percent_of_deliveries(native, catalogue, bodies, unique
     ended = time.monotonic()
     out = finish("e: 10% of deliveries duplicated", sent, ended, native, catalogue, before)
     out.notes.update(duplicated_records=duplicated)
+    out.proof = f"{duplicated} records produced twice; {out.redeliveries} redeliveries absorbed"
     out.save()
     assert duplicated >= len(order_ids) * 0.5  # ~10% of ~5 records per order
     assert out.redeliveries > 0
@@ -309,6 +320,7 @@ def test_f_reset_consumer_groups_to_earliest_and_replay(native, catalogue, uniqu
         recovery_seconds=time.monotonic() - began,
     )
     out.notes.update(poison_dead_lettered_again=len(again) - len(fresh))
+    out.proof = f"{out.redeliveries} events replayed; 0 new output records; known poison met again: {len(again)}"
     out.save()
     assert out.redeliveries > 0
     assert (out.duplicated_effects, out.dead_lettered) == (0, 0), out

@@ -40,6 +40,7 @@ class Outcome:
     redeliveries: int = 0
     dead_lettered: int = 0
     recovery_seconds: float = 0.0
+    proof: str = ""  # what shows the fault really landed
     notes: dict[str, Any] = field(default_factory=dict)
 
     def save(self) -> None:
@@ -50,12 +51,14 @@ class Outcome:
 
 
 def table(results: Iterable[dict[str, Any]]) -> str:
-    head = "| scenario | orders | lost | duplicated effects | redeliveries | dead-lettered | recovery s |"
-    rows = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    head = (
+        "| scenario | orders | lost | duplicated effects | redeliveries | dead-lettered | recovery s | fault landed |"
+    )
+    rows = [head, "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         rows.append(
             f"| {r['scenario']} | {r['orders']} | {r['lost']} | {r['duplicated_effects']} | {r['redeliveries']} "
-            f"| {r['dead_lettered']} | {r['recovery_seconds']:.1f} |"
+            f"| {r['dead_lettered']} | {r['recovery_seconds']:.1f} | {r.get('proof', '')} |"
         )
     return "\n".join(rows)
 

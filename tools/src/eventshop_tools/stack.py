@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -21,9 +22,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -281,8 +283,33 @@ def component(name: str) -> Component:
 
 
 # -- lifecycle --------------------------------------------------------------------------------------
+_lock_depth = 0
+_lock_guard = threading.RLock()
+
+
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One stack operation at a time across processes (two `make up` racing would start twins)."""
+    global _lock_depth
+    with _lock_guard:
+        RUN.mkdir(parents=True, exist_ok=True)
+        with (RUN / "stack.lock").open("w") as fh:
+            if _lock_depth == 0:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            _lock_depth += 1
+            try:
+                yield
+            finally:
+                _lock_depth -= 1
+
+
 def start(comp: Component) -> bool:
     """Start `comp` unless it already runs; True if this call started it."""
+    with _exclusive():
+        return _start(comp)
+
+
+def _start(comp: Component) -> bool:
     if comp.pid():
         return False
     for port in comp.ports:
@@ -310,18 +337,27 @@ def start(comp: Component) -> bool:
         )
     comp.pid_file.write_text(f"{proc.pid} {marker}\n")
     started = time.monotonic()
-    while time.monotonic() - started < comp.start_timeout:
-        if proc.poll() is not None:
-            tail = comp.log_file.read_text(errors="replace").strip().splitlines()[-3:]
-            raise StackError(f"{comp.name} exited with code {proc.returncode} during start-up: {' | '.join(tail)}")
-        if comp.ready():
-            print(f"  {comp.name:<11} up in {time.monotonic() - started:5.1f}s  {comp.url}", flush=True)
-            return True
-        time.sleep(0.25)
-    raise StackError(f"{comp.name} did not answer within {comp.start_timeout:.0f}s; see {comp.log_file}")
+    try:
+        while time.monotonic() - started < comp.start_timeout:
+            if proc.poll() is not None:
+                tail = comp.log_file.read_text(errors="replace").strip().splitlines()[-3:]
+                raise StackError(f"{comp.name} exited with code {proc.returncode} during start-up: {' | '.join(tail)}")
+            if comp.ready():
+                print(f"  {comp.name:<11} up in {time.monotonic() - started:5.1f}s  {comp.url}", flush=True)
+                return True
+            time.sleep(0.25)
+        raise StackError(f"{comp.name} did not answer within {comp.start_timeout:.0f}s; see {comp.log_file}")
+    except BaseException:
+        stop(comp, timeout=10)  # leave nothing half-started
+        raise
 
 
 def stop(comp: Component, timeout: float = 30.0) -> bool:
+    with _exclusive():
+        return _stop(comp, timeout)
+
+
+def _stop(comp: Component, timeout: float) -> bool:
     pid = comp.pid()
     if pid is None:
         comp.pid_file.unlink(missing_ok=True)
@@ -364,6 +400,11 @@ def provision() -> None:
 
 def up(with_services: bool = True) -> list[Component]:
     """Start everything not yet running; on failure stop what this call started and raise."""
+    with _exclusive():
+        return _up(with_services)
+
+
+def _up(with_services: bool) -> list[Component]:
     started: list[Component] = []
     try:
         for comp in infrastructure():
@@ -381,9 +422,10 @@ def up(with_services: bool = True) -> list[Component]:
 
 
 def down() -> None:
-    for comp in reversed(infrastructure() + installed_services()):
-        if stop(comp):
-            print(f"  stopped {comp.name}")
+    with _exclusive():
+        for comp in reversed(infrastructure() + installed_services()):
+            if stop(comp):
+                print(f"  stopped {comp.name}")
 
 
 def status() -> int:
