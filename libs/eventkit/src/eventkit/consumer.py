@@ -104,9 +104,12 @@ class ConsumerRunner:
         self.stats.running = True
         try:
             while not stop.is_set():
-                batch = self._consumer.consume(self.batch_size, timeout=0.5)
-                if batch:
-                    self._process_batch(batch)
+                # Wait for one record, then take whatever else is already fetched: batches under load,
+                # no added latency when quiet (consume(n, timeout) would wait to fill the batch).
+                first = self._consumer.poll(0.5)
+                if first is None:
+                    continue
+                self._process_batch([first, *self._consumer.consume(self.batch_size - 1, timeout=0)])
         finally:
             self.stats.running = False
             self._consumer.close()  # commits the stored offsets
