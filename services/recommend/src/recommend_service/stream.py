@@ -16,9 +16,9 @@ never bytes). The tables' changelogs use Faust's codec mechanism with stdlib JSO
 integers of any size stay exact) and UTF-8 string keys (`KEY_CODEC`): they are the app's private state,
 declared in the catalogue with value_format "faust-json" and no registry subject.
 
-Table keys go to the changelog partition chosen by the key's hash (`use_partitioner=True`), not by the
-partition of the order that changed them: an order (keyed by order id) updates many skus, and a key
-written to different partitions over time could be restored to an older value on recovery.
+Table keys go to the changelog partition chosen by the key's hash (`KeyHashedTable`), not by the
+partition of the order that changed them (Faust's default): an order (keyed by order id) updates many
+skus, and a key written to different partitions over time could be restored to an older value.
 """
 
 from __future__ import annotations
