@@ -8,7 +8,7 @@ LIMIT ?= 5000
 RATE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install up infra down status logs schemas test test-unit test-faults lint replay dlq dlq-redrive clean
+.PHONY: help install up infra down status logs schemas test test-unit test-faults lint replay dlq dlq-redrive clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test-unit: install ## unit tests only (no broker)
 
 lint: install ## ruff and mypy
 	@$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy libs/eventkit/src services/*/src tools/src
+
+bench: install ## every benchmark as same-run ratios (starts the stack if needed): bench/results/latest.{json,md}
+	@$(UV) run python bench/run_all.py
 
 replay: install ## POST real invoices to the order API: make replay DATA=<file> LIMIT=n RATE=r
 	@$(UV) run python -m eventshop_tools.replay $(DATA) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RATE),--rate $(RATE))

@@ -1,6 +1,6 @@
 """The thesis: eventshop's 202 path vs a synchronous design, same open-loop arrival rate, same real orders.
 
-    uv run python bench/async_vs_sync.py --scenario healthy|slow|down [--rate 50] [--duration 10] [--rounds 3]
+    uv run python bench/async_vs_sync.py --scenario healthy|slow|down [--rate 30] [--duration 10] [--rounds 3]
 
 Needs the whole system (`make up`; started here if not running, and stopped again afterwards).
 
@@ -327,7 +327,7 @@ def table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=SCENARIOS, default="healthy")
-    parser.add_argument("--rate", type=float, default=50.0, help="requests per second, open loop")
+    parser.add_argument("--rate", type=float, default=30.0, help="requests per second, open loop")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--delay-ms", type=float, default=200.0, help="what the slow downstream adds")
