@@ -105,9 +105,9 @@ def baseline(infra, catalogue) -> dict:
     return {"redeliveries": faults.redeliveries(), "dlq": faults.partition_ends(infra.bootstrap_servers, dlq_topics)}
 
 
-def run_with_faults(bodies, prefix, actions, gap=(0.5, 2.0), seed=7):
+def run_with_faults(bodies, prefix, actions, gap=(0.5, 2.0), seed=7, rate=None):
     async def main():
-        load = asyncio.create_task(faults.send_orders(ORDER_URL, bodies, prefix))
+        load = asyncio.create_task(faults.send_orders(ORDER_URL, bodies, prefix, rate=rate))
         ended = await faults.at_random_moments(random.Random(seed), actions, gap)
         return await load, ended
 
@@ -148,7 +148,8 @@ def test_c_broker_restart_mid_load_answers_503_never_a_false_202(native, catalog
         await asyncio.sleep(3)
         await asyncio.to_thread(stack.start, stack.component("kafka"))
 
-    sent, ended = run_with_faults(bodies, f"c-{unique}", [broker_outage], gap=(1.0, 1.5))
+    # 2,000 orders over 16 s: the outage (from about 1 s in) always meets the load.
+    sent, ended = run_with_faults(bodies, f"c-{unique}", [broker_outage], gap=(1.0, 1.5), rate=125)
     out = finish("c: broker restart mid-load", sent, ended, native, catalogue, before)
     out.proof = f"{sent.answers[503]} answers 503 while down; {out.redeliveries} events redelivered"
     out.save()

@@ -80,19 +80,29 @@ class Sent:
 
 
 async def send_orders(
-    url: str, bodies: list[dict[str, Any]], prefix: str, concurrency: int = 16, deadline_s: float = 240
+    url: str,
+    bodies: list[dict[str, Any]],
+    prefix: str,
+    concurrency: int = 16,
+    deadline_s: float = 240,
+    rate: float | None = None,
 ) -> Sent:
     """POST every body with its own Idempotency-Key; retry 503s and dropped connections like a real client
-    would (the key makes it safe) until each gets a final answer or the deadline passes."""
+    would (the key makes it safe) until each gets a final answer or the deadline passes. With `rate`, order
+    i is not sent before i / rate seconds, so the load lasts long enough to meet a fault."""
     sent = Sent()
-    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
     for i, body in enumerate(bodies):
-        queue.put_nowait((f"{prefix}-{i}", body))
-    stop_at = time.monotonic() + deadline_s
+        queue.put_nowait((i, body))
+    began = time.monotonic()
+    stop_at = began + deadline_s
 
     async def worker(client: httpx.AsyncClient) -> None:
         while not queue.empty():
-            key, body = queue.get_nowait()
+            i, body = queue.get_nowait()
+            key = f"{prefix}-{i}"
+            if rate is not None:
+                await asyncio.sleep(max(0.0, began + i / rate - time.monotonic()))
             delay = 0.2
             while time.monotonic() < stop_at:
                 try:
