@@ -118,7 +118,7 @@ def test_a_kill_9_consumers_at_random_moments(native, catalogue, bodies, unique)
     before = baseline(native, catalogue)
     rng = random.Random(11)
     victims = [svc for _ in range(3) for svc in rng.sample(faults.DOWNSTREAM, 3)]
-    sent, ended = run_with_faults(bodies, f"a-{unique}", [lambda v=v: faults.restart(v) for v in victims])
+    sent, ended = run_with_faults(bodies, f"a-{unique}", [lambda v=v: faults.restart(v) for v in victims], rate=150)
     out = finish("a: kill -9 consumers x3", sent, ended, native, catalogue, before)
     out.proof = f"{len(victims)} kills; {out.redeliveries} events redelivered"
     out.save()
@@ -130,8 +130,9 @@ def test_a_kill_9_consumers_at_random_moments(native, catalogue, bodies, unique)
 def test_b_kill_9_order_service_while_clients_retry(native, catalogue, bodies, unique) -> None:
     before = baseline(native, catalogue)
     sent, ended = run_with_faults(
-        bodies, f"b-{unique}", [lambda: faults.restart("order"), lambda: faults.restart("order")], gap=(2.0, 4.0)
+        bodies, f"b-{unique}", [lambda: faults.restart("order"), lambda: faults.restart("order")], (2.0, 4.0), rate=150
     )
+
     out = finish("b: kill -9 order API, clients retry", sent, ended, native, catalogue, before)
     out.proof = f"2 kills; {sent.transport_errors} dropped requests retried with their key"
     out.save()
