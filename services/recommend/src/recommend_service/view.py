@@ -103,17 +103,17 @@ class ViewFollower:
         self.records = 0
         self.undecodable = 0
         self._kind = {t.name: _KIND_OF_TOPIC_VALUE[t.spec.value] for t in topics.caches}
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": f"recommend-api-{uuid.uuid4()}",  # required by the client; nothing is committed
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            }
-        )
+        self._config = {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"recommend-api-{uuid.uuid4()}",  # required by the client; nothing is committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
 
     def run(self, stop: threading.Event) -> None:
+        """Read the cache topics from offset 0 into the view, then follow them, until `stop` is set."""
+        self._consumer = Consumer(self._config)
         metadata = self._consumer.list_topics(timeout=15)
         partitions = [
             TopicPartition(t.name, p, OFFSET_BEGINNING)
