@@ -250,7 +250,7 @@ def service_component(name: str) -> Component:
             "STATE_DIR": str(RUN / "state"),
             "PORT": str(port),
         },
-        start_timeout=60,
+        start_timeout=120,  # a recommend worker restores its tables first
     )
 
 
@@ -343,7 +343,7 @@ def _start(comp: Component) -> bool:
                 tail = comp.log_file.read_text(errors="replace").strip().splitlines()[-3:]
                 raise StackError(f"{comp.name} exited with code {proc.returncode} during start-up: {' | '.join(tail)}")
             if comp.ready():
-                print(f"  {comp.name:<11} up in {time.monotonic() - started:5.1f}s  {comp.url}", flush=True)
+                print(f"  {comp.name:<17} up in {time.monotonic() - started:5.1f}s  {comp.url}", flush=True)
                 return True
             time.sleep(0.25)
         raise StackError(f"{comp.name} did not answer within {comp.start_timeout:.0f}s; see {comp.log_file}")
@@ -434,7 +434,7 @@ def status() -> int:
         pid = comp.pid()
         running += pid is not None
         state = f"running (pid {pid})" if pid else "stopped"
-        print(f"  {comp.name:<11} {state:<22} {comp.url}")
+        print(f"  {comp.name:<17} {state:<22} {comp.url}")
     return running
 
 
