@@ -40,7 +40,11 @@ CONSUMES = {
 }
 DATA = stack.ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
 ORDER_URL = "http://127.0.0.1:8000"
-CONSUMERS_OF_PLACED = ("accounting", "inventory", "shipping", "order")
+# Every service that consumes orders.placed dead-letters a poison record itself (the Faust recommend
+# worker too, when it is installed).
+CONSUMERS_OF_PLACED = ("accounting", "inventory", "shipping", "order") + (
+    ("recommend",) if any(c.name == "recommend-worker" for c in stack.installed_services()) else ()
+)
 SERVICES = {*CONSUMERS_OF_PLACED}
 
 
