@@ -10,12 +10,15 @@ Needs the whole system (`make up`; started here if not running, and stopped agai
 - **bare**: `bench/sync_shop.py bare`: validates the same body (`OrderRequest`), derives the same order id
   and answers 202 with the same body and headers; no Kafka, no SQLite. Served the same way (uvicorn through
   `eventkit.service.serve`, JSON access log).
+- **bare_kafka** (third arm, to split the gap): `sync_shop.py bare-kafka`: the bare endpoint plus eventshop's
+  Kafka path (the OrderPlaced event built as the real endpoint does, `await EventProducer.send` to
+  `bench.intake`), without the idempotency records, the body limit or the order view's consumer thread.
 
 Closed loop: `--concurrency` connections, each sending the next real invoice (pre-generated bodies, its
 own Idempotency-Key) when the last was answered; after a 1 s warm-up, 2xx answers per second over
 `--duration` s. Both servers pinned to the server CPUs (the order service's affinity is restored at the
 end), the generator to the generator CPU. Before each round the consumer groups have caught up.
-Arms interleaved (eventshop, bare) x rounds. Writes bench/results/intake.json.
+Arms interleaved (eventshop, bare, bare_kafka) x rounds. Writes bench/results/intake.json.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import benchlib
 
 GROUPS = ("order-view", "accounting", "inventory", "shipping")
+KAFKA_TOPIC = "bench.intake"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -40,15 +44,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bodies = tmp / "bodies.jsonl"
     orders = benchlib.real_orders(3000, args.data)
     bodies.write_text("".join(json.dumps(o.body(), separators=(",", ":")) + "\n" for o in orders))
-    port = benchlib.free_port()
+    port, kafka_port = benchlib.free_port(), benchlib.free_port()
+    benchlib.create_topics({KAFKA_TOPIC: 3}, register={KAFKA_TOPIC: "OrderPlaced"})
     bare = benchlib.start_server(
         "bare-intake", benchlib.python_cmd("sync_shop.py", "bare", "--port", str(port)), port,
         cpu_list=benchlib.server_cpus(),
     )  # fmt: skip
+    bare_kafka = benchlib.start_server(
+        "bare-kafka-intake",
+        benchlib.python_cmd("sync_shop.py", "bare-kafka", "--port", str(kafka_port), "--topic", KAFKA_TOPIC),
+        kafka_port, cpu_list=benchlib.server_cpus(),
+    )  # fmt: skip
     order = stack.component("order")
     pid = order.pid()
     affinity = benchlib.pin(pid, benchlib.server_cpus()) if pid else None
-    urls = {"eventshop": f"{order.url}/orders", "bare": f"http://127.0.0.1:{port}/orders"}
+    urls = {
+        "eventshop": f"{order.url}/orders",
+        "bare": f"http://127.0.0.1:{port}/orders",
+        "bare_kafka": f"http://127.0.0.1:{kafka_port}/orders",
+    }
+    servers = {"bare": bare.pid, "bare_kafka": bare_kafka.pid}
 
     def arm(name: str):
         def go(i: int) -> dict[str, Any]:
@@ -58,7 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       "timeout": 30}  # fmt: skip
             path = tmp / f"{name}-{i}.json"
             path.write_text(json.dumps(config))
-            server = order.pid() if name == "eventshop" else bare.pid
+            server = order.pid() if name == "eventshop" else servers[name]
             cpu0 = benchlib.cpu_seconds(server) if server else 0.0
             result = benchlib.run_json(
                 benchlib.python_cmd("loadgen.py", str(path), cpu_list=benchlib.generator_cpus()),
@@ -80,9 +95,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return go
 
     try:
-        results = benchlib.interleave([("eventshop", arm("eventshop")), ("bare", arm("bare"))], args.rounds)
+        arms = [("eventshop", arm("eventshop")), ("bare", arm("bare"))]
+        if args.kafka_arm:
+            arms.append(("bare_kafka", arm("bare_kafka")))
+        results = benchlib.interleave(arms, args.rounds)
     finally:
         benchlib.stop_process(bare)
+        benchlib.stop_process(bare_kafka)
+        benchlib.delete_topics([KAFKA_TOPIC])
         if affinity is not None and order.pid():
             benchlib.pin(order.pid(), affinity)  # type: ignore[arg-type]
     rate = {name: [r["ok_per_s"] for r in rs] for name, rs in results.items()}
@@ -103,7 +123,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 [r["server_cpu_ms_per_request"] for r in results["bare"]]
             ),
         },
-        "ratios": {"intake_vs_bare_fastapi": benchlib.ratio(rate["eventshop"], rate["bare"])},
+        "ratios": {
+            "intake_vs_bare_fastapi": benchlib.ratio(rate["eventshop"], rate["bare"]),
+            **(
+                {
+                    "bare_kafka_vs_bare_fastapi": benchlib.ratio(rate["bare_kafka"], rate["bare"]),
+                    "intake_vs_bare_kafka": benchlib.ratio(rate["eventshop"], rate["bare_kafka"]),
+                }
+                if "bare_kafka" in rate
+                else {}
+            ),
+        },
         "goal": {"intake_vs_bare_fastapi": ">= 0.7"},
         "rounds": results,
     }
@@ -121,6 +151,13 @@ def table(result: dict[str, Any]) -> str:
         ("bare server process CPU per request (ms)", benchlib.fmt_spread(a["bare_server_cpu_ms_per_request"], 2)),
         ("**intake_vs_bare_fastapi** (goal >= 0.7)", benchlib.fmt_ratio(r["intake_vs_bare_fastapi"])),
     ]
+    if "bare_kafka_202_per_s" in a:
+        rows += [
+            ("bare FastAPI + eventkit send to Kafka (202/s)", benchlib.fmt_spread(a["bare_kafka_202_per_s"])),
+            ("its server CPU per request (ms)", benchlib.fmt_spread(a["bare_kafka_server_cpu_ms_per_request"], 2)),
+            ("bare + Kafka / bare", benchlib.fmt_ratio(r["bare_kafka_vs_bare_fastapi"])),
+            ("eventshop / bare + Kafka", benchlib.fmt_ratio(r["intake_vs_bare_kafka"])),
+        ]
     return "\n".join(["| measure | median (min-max) |", "|---|---:|", *(f"| {x} | {y} |" for x, y in rows)])
 
 
@@ -129,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per round")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--no-kafka-arm", dest="kafka_arm", action="store_false",
+        help="skip the third arm (bare + eventkit's Kafka send), which splits the gap in two",
+    )  # fmt: skip
     parser.add_argument("--data", type=Path, default=benchlib.DEFAULT_DATA)
     args = parser.parse_args(argv)
     started = benchlib.ensure_stack(services=True)

@@ -65,6 +65,8 @@ KEYS: list[tuple[str, str, tuple[str, ...], str, str]] = [
      "share of requests answered 2xx, sync, shipping down", ""),
     ("intake_vs_bare_fastapi", "intake", ("ratios", "intake_vs_bare_fastapi"),
      "POST /orders 202/s at saturation, eventshop / bare FastAPI", ">= 0.7"),
+    ("intake_vs_bare_kafka", "intake", ("ratios", "intake_vs_bare_kafka"),
+     "POST /orders 202/s, eventshop / bare FastAPI + eventkit send to Kafka", ""),
     ("e2e_vs_kafka_floor_p50", "e2e_latency", ("ratios", "e2e_vs_kafka_floor_p50"),
      "order placed -> ShipmentDispatched visible p50 / Kafka EndToEndLatency p50", ""),
     ("e2e_vs_kafka_floor_p99", "e2e_latency", ("ratios", "e2e_vs_kafka_floor_p99"),
@@ -231,6 +233,10 @@ def markdown(latest: dict[str, Any]) -> str:
              f"{benchlib.fmt_spread(i['bare_202_per_s'])} "
              f"({benchlib.fmt_spread(i['bare_server_cpu_ms_per_request'], 2)})"),
         ]  # fmt: skip
+        if "bare_kafka_202_per_s" in i:
+            rows.append(("bare FastAPI + eventkit send to Kafka, 202/s (server CPU ms/request)",
+                         f"{benchlib.fmt_spread(i['bare_kafka_202_per_s'])} "
+                         f"({benchlib.fmt_spread(i['bare_kafka_server_cpu_ms_per_request'], 2)})"))  # fmt: skip
     if "e2e_latency" in ctx:
         e = ctx["e2e_latency"]
         rows += [

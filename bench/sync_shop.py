@@ -4,6 +4,7 @@
     python bench/sync_shop.py accounting --port P [--delay-ms 200]
     python bench/sync_shop.py shipping   --port P [--delay-ms 200]
     python bench/sync_shop.py bare       --port P
+    python bench/sync_shop.py bare-kafka --port P [--topic bench.intake]
 
 - **front**: the order endpoint as a synchronous design would write it: validate the same body as the real
   order API (`order_service.models.OrderRequest`), derive the same order id, then call accounting and
@@ -13,7 +14,9 @@
   functions (`accounting_service.domain.decide`, `shipping_service.domain.decide`), keep the state in
   memory, and can add a delay (`--delay-ms`) before answering. "Down" = the process is not started.
 - **bare**: POST /orders validates the same body and answers 202 with the same `OrderAccepted` body and
-  headers as the real endpoint, without Kafka, SQLite or idempotency (intake_vs_bare_fastapi).
+  headers as the real endpoint, without Kafka, SQLite or idempotency (intake_vs_bare_fastapi);
+  **bare-kafka** adds eventshop's Kafka path to it (the event built as the real endpoint builds it, then
+  `await EventProducer.send` to a bench topic): what Kafka costs, apart from the rest of the order service.
 
 All of them are served like every eventshop service (`eventkit.service.serve`, JSON logs at INFO through
 `eventkit.logs.configure`, so uvicorn's access log costs the same as in the real services).
@@ -38,6 +41,7 @@ from pydantic import BaseModel
 from accounting_service import domain as accounting
 from eventkit.events import LineItem, OrderPlaced, PaymentCaptured, PaymentDeclined, utcnow
 from eventkit.logs import configure
+from eventkit.producer import CORRELATION_HEADER
 from eventkit.service import serve
 from order_service.app import order_id_for
 from order_service.models import OrderAccepted, OrderRequest
@@ -185,8 +189,30 @@ def front_app(accounting_url: str, shipping_url: str, timeout: float = 10.0) -> 
 
 
 # -- the bare intake ----------------------------------------------------------------------------------
-def bare_app() -> FastAPI:
-    app = FastAPI(title="bench bare intake")
+def bare_app(kafka_topic: str | None = None) -> FastAPI:
+    """`kafka_topic` given ("bare-kafka"): also build the OrderPlaced event as the real endpoint does and await
+    eventkit's `EventProducer.send` to that (bench) topic, i.e. the bare endpoint plus eventshop's Kafka path,
+    without the idempotency records (SQLite), the body limit and the order view's consumer thread."""
+    producer: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        if kafka_topic:
+            import benchlib
+
+            from eventkit.producer import EventProducer
+            from eventkit.serde import AvroCodec
+
+            settings = benchlib.kafka_settings()
+            codec = AvroCodec.connect(
+                settings.schema_registry_url, benchlib.bench_catalogue({kafka_topic: "OrderPlaced"})
+            )
+            producer["p"] = EventProducer(settings, codec, client_id="bench-bare-kafka")
+        yield
+        if producer:
+            producer["p"].close()
+
+    app = FastAPI(title="bench bare intake", lifespan=lifespan)
     health_route(app, "bare-intake")
 
     @app.post("/orders", status_code=202, response_model=OrderAccepted)
@@ -196,8 +222,22 @@ def bare_app() -> FastAPI:
         response: Response,
         idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
     ) -> OrderAccepted:
-        response.headers["X-Correlation-ID"] = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        response.headers["X-Correlation-ID"] = correlation_id
         order_id = order_id_for(order.customer_id, idempotency_key)
+        if kafka_topic:
+            event = OrderPlaced.create(
+                order_id=order_id,
+                customer_id=order.customer_id,
+                currency=order.currency,
+                country=order.country,
+                placed_at=utcnow(),
+                items=tuple(
+                    LineItem(sku=i.sku, quantity=i.quantity, unit_price=i.unit_price, description=i.description)
+                    for i in order.items
+                ),
+            )
+            await producer["p"].send(kafka_topic, order_id, event, {CORRELATION_HEADER: correlation_id})
         response.headers["Location"] = f"/orders/{order_id}"
         return OrderAccepted(order_id=order_id, status_url=f"/orders/{order_id}")
 
@@ -206,7 +246,8 @@ def bare_app() -> FastAPI:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=["front", "accounting", "shipping", "bare"])
+    parser.add_argument("role", choices=["front", "accounting", "shipping", "bare", "bare-kafka"])
+    parser.add_argument("--topic", default="bench.intake", help="bare-kafka: the topic to produce to")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--accounting", default="")
@@ -219,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         app = accounting_app(args.delay_ms / 1000)
     elif args.role == "shipping":
         app = shipping_app(args.delay_ms / 1000)
-    else:
+    elif args.role == "bare":
         app = bare_app()
+    else:
+        app = bare_app(args.topic)
     configure(f"bench-{args.role}", args.log_level)
     serve(app, "127.0.0.1", args.port)
     return 0
