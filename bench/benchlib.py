@@ -130,7 +130,7 @@ def machine() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
-    from confluent_kafka import libversion, version
+    from confluent_kafka import libversion
 
     from eventshop_tools import stack
 
@@ -138,7 +138,7 @@ def versions() -> dict[str, str]:
         "kafka": stack.KAFKA_VERSION,
         "apicurio_registry": stack.APICURIO_VERSION,
         "python": platform.python_version(),
-        "confluent_kafka": version()[0],
+        "confluent_kafka": metadata.version("confluent-kafka"),
         "librdkafka": libversion()[0],
     }
     for package in ("fastavro", "fastapi", "uvicorn", "pydantic", "faust-streaming", "aiohttp", "httpx"):
