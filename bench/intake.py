@@ -122,6 +122,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "bare_server_cpu_ms_per_request": benchlib.spread(
                 [r["server_cpu_ms_per_request"] for r in results["bare"]]
             ),
+            **(
+                {
+                    "bare_kafka_202_per_s": benchlib.spread(rate["bare_kafka"]),
+                    "bare_kafka_server_cpu_ms_per_request": benchlib.spread(
+                        [r["server_cpu_ms_per_request"] for r in results["bare_kafka"]]
+                    ),
+                }
+                if "bare_kafka" in rate
+                else {}
+            ),
         },
         "ratios": {
             "intake_vs_bare_fastapi": benchlib.ratio(rate["eventshop"], rate["bare"]),
