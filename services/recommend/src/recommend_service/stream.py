@@ -113,6 +113,8 @@ def create_stream_app(settings: WorkerSettings, catalogue: Catalogue, codec: Avr
         web_host=settings.host,
         key_serializer=KEY_CODEC,
         value_serializer="raw",
+        # Faust keeps a per-app data folder; beside the other services' state, not in the working directory.
+        datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),
     )
     stats = StreamStats()
 
