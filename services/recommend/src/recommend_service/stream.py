@@ -95,6 +95,9 @@ class StreamStats:
 
 def create_stream_app(settings: WorkerSettings, catalogue: Catalogue, codec: AvroCodec) -> faust.App:
     topics = RecommendTopics.from_catalogue(catalogue, settings.recommend_topics)
+    # Faust keeps a per-app data folder and creates only its last level; beside the other services' state.
+    faust_dir = settings.state_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.recommend_app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
@@ -113,8 +116,7 @@ def create_stream_app(settings: WorkerSettings, catalogue: Catalogue, codec: Avr
         web_host=settings.host,
         key_serializer=KEY_CODEC,
         value_serializer="raw",
-        # Faust keeps a per-app data folder; beside the other services' state, not in the working directory.
-        datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),
+        datadir=str(faust_dir / "{conf.name}-data"),
     )
     stats = StreamStats()
 
