@@ -334,15 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="a request not answered by then failed")
     parser.add_argument("--data", type=Path, default=benchlib.DEFAULT_DATA)
     args = parser.parse_args(argv)
-    started = benchlib.ensure_stack(services=True)
-    try:
-        result = Thesis(args).run()
-    finally:
-        benchlib.stop_started(started)
-    path = benchlib.write_result(f"async_vs_sync_{args.scenario}", result)
-    print(table(result))
-    print(f"\nwritten to {path.relative_to(benchlib.ROOT)}")
-    return 0
+    return benchlib.run_and_report(f"async_vs_sync_{args.scenario}", lambda: Thesis(args).run(), table, services=True)
 
 
 if __name__ == "__main__":

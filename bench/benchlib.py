@@ -455,6 +455,25 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     return path
 
 
+def run_and_report(
+    name: str, run: Callable[[], dict[str, Any]], table: Callable[[dict[str, Any]], str], services: bool
+) -> int:
+    """What every benchmark's main does: start what is missing, run, stop what it started, write, print."""
+    started = ensure_stack(services=services)
+    try:
+        result = run()
+    finally:
+        stop_started(started)
+    path = write_result(name, result)
+    print(table(result))
+    print(f"\nwritten to {path.relative_to(ROOT)}")
+    return 0
+
+
+def measure_table(rows: Iterable[tuple[str, str]]) -> str:
+    return "\n".join(["| measure | median (min-max) |", "|---|---:|", *(f"| {x} | {y} |" for x, y in rows)])
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 

@@ -240,15 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         config = json.loads(rest[0])
         print(json.dumps(python_produce(config) if args.arm == "produce" else python_consume(config)))
         return 0
-    started = benchlib.ensure_stack(services=False)
-    try:
-        result = run(args)
-    finally:
-        benchlib.stop_started(started)
-    path = benchlib.write_result("ceilings", result)
-    print(table(result))
-    print(f"\nwritten to {path.relative_to(benchlib.ROOT)}")
-    return 0
+    return benchlib.run_and_report("ceilings", lambda: run(args), table, services=False)
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ def table(result: dict[str, Any]) -> str:
         ("**e2e_vs_kafka_floor** p99", benchlib.fmt_ratio(r["e2e_vs_kafka_floor_p99"], 0)),
         *((f"hop p50: {hop} (ms)", benchlib.fmt_spread(s)) for hop, s in a["hops_p50_ms"].items()),
     ]
-    return "\n".join(["| measure | median (min-max) |", "|---|---:|", *(f"| {x} | {y} |" for x, y in rows)])
+    return benchlib.measure_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,15 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.arm:
         print(json.dumps(eventshop_arm(json.loads(args.arm))))
         return 0
-    started = benchlib.ensure_stack(services=True)
-    try:
-        result = run(args)
-    finally:
-        benchlib.stop_started(started)
-    path = benchlib.write_result("e2e_latency", result)
-    print(table(result))
-    print(f"\nwritten to {path.relative_to(benchlib.ROOT)}")
-    return 0
+    return benchlib.run_and_report("e2e_latency", lambda: run(args), table, services=True)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def table(result: dict[str, Any]) -> str:
             ("bare + Kafka / bare", benchlib.fmt_ratio(r["bare_kafka_vs_bare_fastapi"])),
             ("eventshop / bare + Kafka", benchlib.fmt_ratio(r["intake_vs_bare_kafka"])),
         ]
-    return "\n".join(["| measure | median (min-max) |", "|---|---:|", *(f"| {x} | {y} |" for x, y in rows)])
+    return benchlib.measure_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,15 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--data", type=Path, default=benchlib.DEFAULT_DATA)
     args = parser.parse_args(argv)
-    started = benchlib.ensure_stack(services=True)
-    try:
-        result = run(args)
-    finally:
-        benchlib.stop_started(started)
-    path = benchlib.write_result("intake", result)
-    print(table(result))
-    print(f"\nwritten to {path.relative_to(benchlib.ROOT)}")
-    return 0
+    return benchlib.run_and_report("intake", lambda: run(args), table, services=True)
 
 
 if __name__ == "__main__":

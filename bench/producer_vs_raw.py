@@ -161,7 +161,7 @@ def table(result: dict[str, Any]) -> str:
         ("**producer_vs_raw** (msgs/s ratio, goal >= 0.9)", benchlib.fmt_ratio(r["producer_vs_raw"])),
         ("CPU per message, eventkit / raw", benchlib.fmt_ratio(r["producer_vs_raw_cpu_per_msg"])),
     ]
-    return "\n".join(["| measure | median (min-max) |", "|---|---:|", *(f"| {x} | {y} |" for x, y in rows)])
+    return benchlib.measure_table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,15 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.arm:
         print(json.dumps(arm(json.loads(args.arm))))
         return 0
-    started = benchlib.ensure_stack(services=False)
-    try:
-        result = run(args)
-    finally:
-        benchlib.stop_started(started)
-    path = benchlib.write_result("producer_vs_raw", result)
-    print(table(result))
-    print(f"\nwritten to {path.relative_to(benchlib.ROOT)}")
-    return 0
+    return benchlib.run_and_report("producer_vs_raw", lambda: run(args), table, services=False)
 
 
 if __name__ == "__main__":

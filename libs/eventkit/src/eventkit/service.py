@@ -7,9 +7,10 @@ commits its offsets, closes the consumer, and the process exits.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 
@@ -17,9 +18,18 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from eventkit.consumer import ConsumerRunner
+from eventkit.catalogue import load_catalogue
+from eventkit.consumer import ConsumerRunner, Received
+from eventkit.events import Event, OrderEvent
+from eventkit.producer import EventProducer
+from eventkit.serde import AvroCodec
+from eventkit.settings import ServiceSettings
+from eventkit.store import StateStore
 
 log = logging.getLogger("eventkit.service")
+
+# A state-keeping service's decision step: runs inside its store's transaction, returns the events to emit.
+Apply = Callable[[sqlite3.Connection, OrderEvent], Sequence[OrderEvent]]
 
 
 def consumer_app(
@@ -68,6 +78,40 @@ def consumer_app(
         return JSONResponse(body, status_code=200 if state["status"] == "ok" else 503)
 
     return app
+
+
+def inbox_runner(
+    settings: ServiceSettings,
+    name: str,
+    group_id: str,
+    consumes: tuple[type[OrderEvent], ...],
+    store: StateStore,
+    apply: Apply,
+) -> Callable[[], ConsumerRunner]:
+    """The runner factory of a service that keeps state: it reads the topics of the `consumes` events (named
+    by the catalogue) under its own group, and applies each event once through the store's inbox: `apply`
+    runs inside the store's transaction, and a redelivered event re-emits the outputs recorded the first time."""
+    catalogue = load_catalogue(settings.schemas_dir)
+
+    def handle(received: Received) -> list[Event]:
+        event = received.event
+        if not isinstance(event, consumes):
+            return []
+        return store.process(event.event_id, lambda db: apply(db, event))
+
+    def make_runner() -> ConsumerRunner:
+        codec = AvroCodec.connect(settings.schema_registry_url, catalogue)
+        return ConsumerRunner(
+            settings=settings,
+            producer=EventProducer(settings, codec, client_id=name),
+            service=name,
+            group_id=group_id,
+            topics=[catalogue.topic_for(cls.RECORD).name for cls in consumes],
+            on_confirmed=store.confirm,
+            handler=handle,
+        )
+
+    return make_runner
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:

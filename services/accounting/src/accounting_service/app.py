@@ -9,12 +9,8 @@ from decimal import Decimal
 from fastapi import FastAPI
 
 from accounting_service.domain import CONSUMES, Payment, decide
-from eventkit.catalogue import load_catalogue
-from eventkit.consumer import ConsumerRunner, Received
-from eventkit.events import Event, OrderEvent, PaymentCaptured, PaymentRefunded
-from eventkit.producer import EventProducer
-from eventkit.serde import AvroCodec
-from eventkit.service import consumer_app
+from eventkit.events import OrderEvent, PaymentCaptured, PaymentRefunded
+from eventkit.service import Apply, consumer_app, inbox_runner
 from eventkit.settings import ServiceSettings
 from eventkit.store import StateStore, keyed_table, load_doc, save_doc
 
@@ -52,7 +48,7 @@ def _load(db: sqlite3.Connection, order_id: str) -> Payment:
     return Payment(**doc)
 
 
-def make_handler(store: StateStore, credit_limit: Decimal):
+def make_apply(credit_limit: Decimal) -> Apply:
     def apply(db: sqlite3.Connection, event: OrderEvent) -> list[OrderEvent]:
         payment, out = decide(_load(db, event.order_id), event, credit_limit)
         save_doc(db, "payments", event.order_id, asdict(payment))
@@ -65,13 +61,7 @@ def make_handler(store: StateStore, credit_limit: Decimal):
                 )
         return out
 
-    def handle(received: Received) -> list[Event]:
-        event = received.event
-        if not isinstance(event, CONSUMES):
-            return []
-        return store.process(event.event_id, lambda db: apply(db, event))
-
-    return handle
+    return apply
 
 
 def ledger_for(db: sqlite3.Connection, customer_id: str) -> dict[str, object]:
@@ -87,20 +77,11 @@ def ledger_for(db: sqlite3.Connection, customer_id: str) -> dict[str, object]:
 
 
 def create_app(settings: AccountingSettings) -> FastAPI:
-    catalogue = load_catalogue(settings.schemas_dir)
     store = open_store(settings)
 
-    def make_runner() -> ConsumerRunner:
-        codec = AvroCodec.connect(settings.schema_registry_url, catalogue)
-        return ConsumerRunner(
-            settings=settings,
-            producer=EventProducer(settings, codec, client_id=NAME),
-            service=NAME,
-            group_id=settings.group_id,
-            topics=[catalogue.topic_for(cls.RECORD).name for cls in CONSUMES],
-            on_confirmed=store.confirm,
-            handler=make_handler(store, settings.accounting_credit_limit),
-        )
+    make_runner = inbox_runner(
+        settings, NAME, settings.group_id, CONSUMES, store, make_apply(settings.accounting_credit_limit)
+    )
 
     def counts() -> dict[str, object]:
         db = store.read()

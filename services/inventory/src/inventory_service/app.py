@@ -10,12 +10,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from eventkit.catalogue import load_catalogue
-from eventkit.consumer import ConsumerRunner, Received
-from eventkit.events import Event, OrderEvent, OrderPlaced
-from eventkit.producer import EventProducer
-from eventkit.serde import AvroCodec
-from eventkit.service import consumer_app
+from eventkit.events import OrderEvent, OrderPlaced
+from eventkit.service import Apply, consumer_app, inbox_runner
 from eventkit.settings import ServiceSettings
 from eventkit.store import StateStore, keyed_table, load_doc, save_doc
 from inventory_service.domain import CONSUMES, Reservation, decide
@@ -50,7 +46,7 @@ def open_store(settings: InventorySettings) -> StateStore:
     return StateStore(settings.state_dir / f"{NAME}.db", keyed_table("reservations") + STOCK)
 
 
-def make_handler(store: StateStore, levels: dict[str, int], default: int):
+def make_apply(levels: dict[str, int], default: int) -> Apply:
     def stock_for(db: sqlite3.Connection, skus: list[str]) -> dict[str, int]:
         for sku in skus:
             start = levels.get(sku, default)
@@ -69,31 +65,14 @@ def make_handler(store: StateStore, levels: dict[str, int], default: int):
         save_doc(db, "reservations", event.order_id, asdict(reservation))
         return out
 
-    def handle(received: Received) -> list[Event]:
-        event = received.event
-        if not isinstance(event, CONSUMES):
-            return []
-        return store.process(event.event_id, lambda db: apply(db, event))
-
-    return handle
+    return apply
 
 
 def create_app(settings: InventorySettings) -> FastAPI:
-    catalogue = load_catalogue(settings.schemas_dir)
     store = open_store(settings)
     levels, default = read_stock_file(settings.inventory_stock_file)
 
-    def make_runner() -> ConsumerRunner:
-        codec = AvroCodec.connect(settings.schema_registry_url, catalogue)
-        return ConsumerRunner(
-            settings=settings,
-            producer=EventProducer(settings, codec, client_id=NAME),
-            service=NAME,
-            group_id=settings.group_id,
-            topics=[catalogue.topic_for(cls.RECORD).name for cls in CONSUMES],
-            on_confirmed=store.confirm,
-            handler=make_handler(store, levels, default),
-        )
+    make_runner = inbox_runner(settings, NAME, settings.group_id, CONSUMES, store, make_apply(levels, default))
 
     def counts() -> dict[str, object]:
         rows = (

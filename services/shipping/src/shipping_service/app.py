@@ -5,12 +5,8 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 
-from eventkit.catalogue import load_catalogue
-from eventkit.consumer import ConsumerRunner, Received
-from eventkit.events import Event, OrderEvent
-from eventkit.producer import EventProducer
-from eventkit.serde import AvroCodec
-from eventkit.service import consumer_app
+from eventkit.events import OrderEvent
+from eventkit.service import Apply, consumer_app, inbox_runner
 from eventkit.settings import ServiceSettings
 from eventkit.store import StateStore, keyed_table, load_doc, save_doc
 from shipping_service.domain import CONSUMES, Shipment, decide
@@ -29,7 +25,7 @@ def open_store(settings: ShippingSettings) -> StateStore:
     return StateStore(settings.state_dir / f"{NAME}.db", keyed_table("shipments"))
 
 
-def make_handler(store: StateStore, require_stock: bool):
+def make_apply(require_stock: bool) -> Apply:
     def apply(db: sqlite3.Connection, event: OrderEvent) -> list[OrderEvent]:
         doc = load_doc(db, "shipments", event.order_id)
         shipment = Shipment(**doc) if doc else Shipment(order_id=event.order_id)
@@ -37,30 +33,15 @@ def make_handler(store: StateStore, require_stock: bool):
         save_doc(db, "shipments", event.order_id, dataclasses.asdict(shipment))
         return out
 
-    def handle(received: Received) -> list[Event]:
-        event = received.event
-        if not isinstance(event, CONSUMES):
-            return []
-        return store.process(event.event_id, lambda db: apply(db, event))
-
-    return handle
+    return apply
 
 
 def create_app(settings: ShippingSettings):
-    catalogue = load_catalogue(settings.schemas_dir)
     store = open_store(settings)
 
-    def make_runner() -> ConsumerRunner:
-        codec = AvroCodec.connect(settings.schema_registry_url, catalogue)
-        return ConsumerRunner(
-            settings=settings,
-            producer=EventProducer(settings, codec, client_id=NAME),
-            service=NAME,
-            group_id=settings.group_id,
-            topics=[catalogue.topic_for(cls.RECORD).name for cls in CONSUMES],
-            on_confirmed=store.confirm,
-            handler=make_handler(store, settings.shipping_require_stock),
-        )
+    make_runner = inbox_runner(
+        settings, NAME, settings.group_id, CONSUMES, store, make_apply(settings.shipping_require_stock)
+    )
 
     def counts() -> dict[str, object]:
         rows = (
