@@ -30,6 +30,7 @@ import json
 import sys
 import uuid
 from contextlib import asynccontextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -64,21 +65,7 @@ class ShipmentRequest(PlacedOrder):
 
 
 def to_event(placed: PlacedOrder) -> OrderPlaced:
-    from datetime import datetime
-
-    order = placed.order
-    when = datetime.fromisoformat(placed.placed_at)
-    return OrderPlaced.create(
-        order_id=placed.order_id,
-        customer_id=order.customer_id,
-        currency=order.currency,
-        country=order.country,
-        placed_at=when,
-        items=tuple(
-            LineItem(sku=i.sku, quantity=i.quantity, unit_price=i.unit_price, description=i.description)
-            for i in order.items
-        ),
-    )
+    return placed.order.to_event(placed.order_id, datetime.fromisoformat(placed.placed_at))
 
 
 def health_route(app: FastAPI, name: str) -> None:

@@ -325,17 +325,7 @@ def test_line_model_forbids_extra_fields_on_its_own():
 
 def _encode_order_with_price(price: str) -> None:
     order = OrderRequest.model_validate(body(items=[line(unit_price=price)]))
-    event = OrderPlaced.create(
-        order_id=ORDER,
-        customer_id=order.customer_id,
-        currency=order.currency,
-        country=order.country,
-        placed_at=AT,
-        items=tuple(
-            LineItem(sku=i.sku, quantity=i.quantity, unit_price=i.unit_price, description=i.description)
-            for i in order.items
-        ),
-    )
+    event = order.to_event(ORDER, AT)
     schema = parse_schema(json.loads((AVRO_DIR / "OrderPlaced.avsc").read_text()))
     schemaless_writer(io.BytesIO(), schema, event.to_record())
 

@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner
-from eventkit.events import LineItem, OrderPlaced, utcnow
+from eventkit.events import OrderPlaced, utcnow
 from eventkit.producer import CORRELATION_HEADER, DeliveryError, EventProducer
 from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
@@ -135,17 +135,7 @@ def create_app(settings: OrderSettings) -> FastAPI:
                     return _accepted(response, prior[0])
             order_id = order_id_for(order.customer_id, idempotency_key)
             placed_at = utcnow()
-            event = OrderPlaced.create(
-                order_id=order_id,
-                customer_id=order.customer_id,
-                currency=order.currency,
-                country=order.country,
-                placed_at=placed_at,
-                items=tuple(
-                    LineItem(sku=i.sku, quantity=i.quantity, unit_price=i.unit_price, description=i.description)
-                    for i in order.items
-                ),
-            )
+            event = order.to_event(order_id, placed_at)
             try:
                 await asyncio.wait_for(
                     producer.send(placed_topic, order_id, event, {CORRELATION_HEADER: correlation_id}),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from eventkit.events import MONEY_PLACES
+from eventkit.events import MONEY_PLACES, LineItem, OrderPlaced
 
 # Bounds that keep every derived number inside its Avro type: quantities (also summed per SKU) in `int`,
 # totals in decimal(18, 3). The real data peaks at 80,995 units and 38,970 GBP per line.
@@ -55,6 +56,19 @@ class OrderRequest(BaseModel):
         if total >= MAX_TOTAL:
             raise ValueError(f"order total must be below {MAX_TOTAL}")
         return self
+
+    def to_event(self, order_id: str, placed_at: datetime) -> OrderPlaced:
+        return OrderPlaced.create(
+            order_id=order_id,
+            customer_id=self.customer_id,
+            currency=self.currency,
+            country=self.country,
+            placed_at=placed_at,
+            items=tuple(
+                LineItem(sku=i.sku, quantity=i.quantity, unit_price=i.unit_price, description=i.description)
+                for i in self.items
+            ),
+        )
 
 
 class OrderAccepted(BaseModel):
