@@ -134,10 +134,8 @@ class ConsumerRunner:
         try:
             self.producer.flush()
         except Exception:
-            first, last = done[0], done[-1]
-            log.error("outputs of %d records not acknowledged (%s[%s]@%s .. %s[%s]@%s); not committing them",
-                      len(done), first.topic(), first.partition(), first.offset(),
-                      last.topic(), last.partition(), last.offset())  # fmt: skip
+            span = f"{_where(done[0])} .. {_where(done[-1])}" if done else "none"
+            log.error("outputs of %d records not acknowledged (%s); not committing them", len(done), span)
             raise
         if self.on_confirmed is not None:
             self.on_confirmed(handled)
@@ -223,6 +221,10 @@ def _text(value: str | bytes | None) -> str:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return value or ""
+
+
+def _where(msg: Message) -> str:
+    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
 def _ctx(received: Received) -> dict[str, object]:
