@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 STACK := $(UV) run --quiet python -m eventshop_tools.stack
-DATA ?= ../shared/data/online_retail.csv.gz
+DATA ?=
 LIMIT ?= 5000
 RATE ?=
 

@@ -35,10 +35,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from eventshop_tools.replay import default_data
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
+DEFAULT_DATA = default_data()
 TOOLS_POM = BENCH / "kafka-tools.pom.xml"
 TOPIC_PREFIX = "bench."
 _NS = uuid.UUID("3c9b6f0e-5a1d-4e7b-8f2c-6d0a9e1b4c57")

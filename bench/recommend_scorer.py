@@ -51,12 +51,13 @@ from eventkit.events import (
 )
 from eventkit.serde import AvroCodec
 from eventkit.settings import KafkaSettings
+from eventshop_tools.replay import default_data
 from recommend_service.model import POPULAR_SCOPE, RecommendationState, comparable
 from recommend_service.topics import RecommendTopics
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "recommend_scorer.json"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
+DEFAULT_DATA = default_data()
 NS = uuid.UUID("7d0c1e5a-2b6f-4f0e-9c1d-3a8b5e7f9012")
 
 

@@ -44,12 +44,12 @@ import httpx
 import websockets
 
 from eventshop_tools import stack
-from eventshop_tools.replay import load_orders
+from eventshop_tools.replay import default_data, load_orders
 from order_service.app import order_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "ws_followers.json"
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
+DEFAULT_DATA = default_data()
 POLL_INTERVAL = 0.025
 
 

@@ -9,13 +9,13 @@ placed_at (the decay is by event time), not taken from the service's code.
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,11 +27,11 @@ from eventkit.events import RecommendationRefreshRequested, RecommendationsUpdat
 from eventkit.producer import EventProducer
 from eventkit.serde import AvroCodec
 from eventshop_tools import stack
-from eventshop_tools.replay import load_orders
+from eventshop_tools.replay import default_data, load_orders
 from eventshop_tools.testing import eventually, order_body
 
 HALF_LIFE_SECONDS = 90 * 24 * 3600  # the documented half-life (services/recommend/README.md)
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "online_retail.csv.gz"
+DATA = default_data()
 API = f"http://127.0.0.1:{stack.SERVICES['recommend'][1]}"
 REPLAYED = 400  # real orders this module sends
 
@@ -227,6 +227,8 @@ def test_frequently_bought_items_are_recommended_what_the_data_buys_with_them(re
     invoices), so the reference is the prefix of the file that matches best, at least what this test sent.
     """
     if not DATA.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{DATA} not found (set EVENTSHOP_RETAIL_DATA)")
         pytest.skip(f"{DATA} not found")
     every, _ = load_orders(DATA)
     sent = every[:REPLAYED]

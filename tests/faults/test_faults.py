@@ -27,6 +27,7 @@ from fastavro import parse_schema, schemaless_writer
 from accounting_service import domain as accounting_domain
 from eventshop_tools import faults, stack
 from eventshop_tools.faults import Outcome
+from eventshop_tools.replay import default_data
 from eventshop_tools.testing import eventually
 from inventory_service import domain as inventory_domain
 from shipping_service import domain as shipping_domain
@@ -38,7 +39,7 @@ CONSUMES = {
     "inventory": {cls.RECORD for cls in inventory_domain.CONSUMES},
     "shipping": {cls.RECORD for cls in shipping_domain.CONSUMES},
 }
-DATA = stack.ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
+DATA = default_data()
 ORDER_URL = "http://127.0.0.1:8000"
 # Every service that consumes orders.placed dead-letters a poison record itself (the Faust recommend
 # worker too, when it is installed).

@@ -19,6 +19,7 @@ from eventshop_tools.replay import (
     ReplayOrder,
     SendResult,
     SkipCounts,
+    default_data,
     is_product_code,
     load_orders,
     main,
@@ -29,7 +30,7 @@ from eventshop_tools.replay import (
     summarize,
 )
 
-REAL_DATA = Path("/work/shared/data/online_retail.csv.gz")
+REAL_DATA = default_data()
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 
 # Rows in the file's exact format. Most are copied verbatim from online_retail.csv.gz; the rules

@@ -2,7 +2,7 @@
 
     python -m eventshop_tools.replay DATA [--limit N] [--rate R] [--url http://127.0.0.1:8000] [--wait 300]
 
-DATA is /work/shared/data/online_retail.csv.gz (gzip CSV; a plain .csv works too). Each invoice
+DATA is the shared online_retail.csv.gz (gzip CSV; a plain .csv works too; default: `default_data()`). Each invoice
 becomes one `POST /orders` with the header `Idempotency-Key: replay-<InvoiceNo>`, so running the
 same replay again creates nothing new (and re-sends only what failed the first time). After
 sending, the accepted orders are polled with `GET /orders/{id}` until each is final (dispatched or
@@ -67,6 +67,7 @@ import asyncio
 import csv
 import gzip
 import io
+import os
 import sys
 import time
 from collections import Counter
@@ -83,6 +84,7 @@ from tqdm import tqdm
 from eventkit.products import NON_PRODUCT_CODES as NON_PRODUCT_CODES
 from eventkit.products import NON_PRODUCT_PREFIXES as NON_PRODUCT_PREFIXES
 from eventkit.products import is_product_code
+from eventkit.settings import REPO_ROOT
 
 CURRENCY = "GBP"
 IDEMPOTENCY_PREFIX = "replay-"
@@ -94,6 +96,19 @@ SERVICES = ("accounting", "inventory", "shipping")
 REQUIRED_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "UnitPrice", "CustomerID", "Country")
 
 _MILLI = Decimal(1000)
+
+DATA_ENV = "EVENTSHOP_RETAIL_DATA"
+_DATA_FILE = Path("shared") / "data" / "online_retail.csv.gz"
+
+
+def default_data() -> Path:
+    """The Online Retail file: $EVENTSHOP_RETAIL_DATA, else `../shared/data` beside the checkout, else the
+    workplace's `/work/shared/data` (a scratch clone elsewhere has no `../shared`)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    candidates = [REPO_ROOT.parent / _DATA_FILE, Path("/work") / _DATA_FILE]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
 
 # Event type prefix (normalised: lower case, no '-', '_' or namespace) -> producing service.
 _SERVICE_PREFIXES = (("payment", "accounting"), ("stock", "inventory"), ("shipment", "shipping"))
@@ -668,7 +683,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m eventshop_tools.replay",
         description="Replay Online Retail invoices as orders against the order API, then wait for them.",
     )
-    parser.add_argument("data", type=Path, help="online_retail.csv.gz (or a plain .csv)")
+    parser.add_argument(
+        "data", type=Path, nargs="?", default=default_data(), help="online_retail.csv.gz (or a plain .csv)"
+    )
     parser.add_argument("--limit", type=_non_negative_int, help="read only the first N invoices")
     parser.add_argument("--rate", type=_positive_float, help="orders per second (default: as fast as taken)")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"order API base URL (default {DEFAULT_URL})")
