@@ -57,6 +57,15 @@ def native(infra):
     return infra
 
 
+@pytest.fixture(autouse=True)
+def whole_system(native) -> None:
+    """Each scenario starts with every component running, so one that failed leaves no victim down for
+    the next (what had to be started is said in the output)."""
+    restarted = [comp.name for comp in stack.infrastructure() + stack.installed_services() if stack.start(comp)]
+    if restarted:
+        print(f"fault suite: restarted {restarted} left down by an earlier scenario")
+
+
 @pytest.fixture(scope="module")
 def bodies(native) -> list[dict]:
     assert DATA.exists(), f"the real data is needed: {DATA}"
