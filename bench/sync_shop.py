@@ -187,14 +187,14 @@ def bare_app(kafka_topic: str | None = None) -> FastAPI:
         if kafka_topic:
             import benchlib
 
-            from eventkit.producer import EventProducer
+            from eventkit.producer import EDGE_LINGER_MS, EventProducer
             from eventkit.serde import AvroCodec
 
             settings = benchlib.kafka_settings()
             codec = AvroCodec.connect(
                 settings.schema_registry_url, benchlib.bench_catalogue({kafka_topic: "OrderPlaced"})
             )
-            producer["p"] = EventProducer(settings, codec, client_id="bench-bare-kafka")
+            producer["p"] = EventProducer(settings, codec, client_id="bench-bare-kafka", linger_ms=EDGE_LINGER_MS)
         yield
         if producer:
             producer["p"].close()

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from eventkit.catalogue import load_catalogue
 from eventkit.consumer import ConsumerRunner
 from eventkit.events import OrderPlaced, utcnow
-from eventkit.producer import CORRELATION_HEADER, DeliveryError, EventProducer
+from eventkit.producer import CORRELATION_HEADER, EDGE_LINGER_MS, DeliveryError, EventProducer
 from eventkit.serde import AvroCodec
 from eventkit.service import consumer_app
 from eventkit.settings import ServiceSettings
@@ -74,7 +74,7 @@ def order_id_for(customer_id: str, idempotency_key: str | None) -> str:
 def create_app(settings: OrderSettings) -> FastAPI:
     catalogue = load_catalogue(settings.schemas_dir)
     codec = AvroCodec.connect(settings.schema_registry_url, catalogue)
-    producer = EventProducer(settings, codec, client_id=NAME)
+    producer = EventProducer(settings, codec, client_id=NAME, linger_ms=EDGE_LINGER_MS)
     store = view.open_store(settings.state_dir / settings.db_file)
     hub = PushHub(settings.push_queue_limit)
     placed_topic = catalogue.topic_for(OrderPlaced.RECORD).name
