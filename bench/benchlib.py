@@ -472,6 +472,40 @@ def run_and_report(
     return 0
 
 
+def eventkit_vs_raw(results: dict[str, list[dict[str, Any]]], key: str) -> dict[str, Any]:
+    """The arms and ratios of an eventkit-vs-raw benchmark (`results` by arm, "eventkit" and "raw": rounds with
+    msgs_per_s and cpu_us_per_msg): `key` is the msgs/s ratio, `<key>_cpu_per_msg` the CPU one."""
+    rate = {name: [r["msgs_per_s"] for r in rs] for name, rs in results.items()}
+    cpu = {name: [r["cpu_us_per_msg"] for r in rs] for name, rs in results.items()}
+    return {
+        "arms": {
+            "eventkit_msgs_per_s": spread(rate["eventkit"]),
+            "raw_msgs_per_s": spread(rate["raw"]),
+            "eventkit_cpu_us_per_msg": spread(cpu["eventkit"]),
+            "raw_cpu_us_per_msg": spread(cpu["raw"]),
+        },
+        "ratios": {
+            key: ratio(rate["eventkit"], rate["raw"]),
+            f"{key}_cpu_per_msg": ratio(cpu["eventkit"], cpu["raw"]),
+        },
+        "goal": {key: ">= 0.9"},
+        "rounds": results,
+    }
+
+
+def eventkit_vs_raw_table(result: dict[str, Any], key: str, eventkit_arm: str, raw_arm: str) -> str:
+    a, r = result["arms"], result["ratios"]
+    rows = [
+        (f"{eventkit_arm} (msgs/s)", fmt_spread(a["eventkit_msgs_per_s"])),
+        (f"{raw_arm} (msgs/s)", fmt_spread(a["raw_msgs_per_s"])),
+        ("eventkit CPU per message (µs)", fmt_spread(a["eventkit_cpu_us_per_msg"], 1)),
+        ("raw CPU per message (µs)", fmt_spread(a["raw_cpu_us_per_msg"], 1)),
+        (f"**{key}** (msgs/s ratio, goal >= 0.9)", fmt_ratio(r[key])),
+        ("CPU per message, eventkit / raw", fmt_ratio(r[f"{key}_cpu_per_msg"])),
+    ]
+    return measure_table(rows)
+
+
 def measure_table(rows: Iterable[tuple[str, str]]) -> str:
     return "\n".join(["| measure | median (min-max) |", "|---|---:|", *(f"| {x} | {y} |" for x, y in rows)])
 

@@ -126,8 +126,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results = benchlib.interleave([("eventkit", arm_round("eventkit")), ("raw", arm_round("raw"))], args.rounds)
     finally:
         benchlib.delete_topics([TOPIC])
-    rate = {name: [r["msgs_per_s"] for r in rs] for name, rs in results.items()}
-    cpu = {name: [r["cpu_us_per_msg"] for r in rs] for name, rs in results.items()}
     return {
         "config": {
             "rounds": args.rounds,
@@ -136,32 +134,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "mean_lines_per_order": round(lines, 1),
             "topic": TOPIC,
         },
-        "arms": {
-            "eventkit_msgs_per_s": benchlib.spread(rate["eventkit"]),
-            "raw_msgs_per_s": benchlib.spread(rate["raw"]),
-            "eventkit_cpu_us_per_msg": benchlib.spread(cpu["eventkit"]),
-            "raw_cpu_us_per_msg": benchlib.spread(cpu["raw"]),
-        },
-        "ratios": {
-            "producer_vs_raw": benchlib.ratio(rate["eventkit"], rate["raw"]),
-            "producer_vs_raw_cpu_per_msg": benchlib.ratio(cpu["eventkit"], cpu["raw"]),
-        },
-        "goal": {"producer_vs_raw": ">= 0.9"},
-        "rounds": results,
+        **benchlib.eventkit_vs_raw(results, "producer_vs_raw"),
     }
 
 
 def table(result: dict[str, Any]) -> str:
-    a, r = result["arms"], result["ratios"]
-    rows = [
-        ("eventkit EventProducer.produce + flush (msgs/s)", benchlib.fmt_spread(a["eventkit_msgs_per_s"])),
-        ("raw Producer + AvroSerializer (msgs/s)", benchlib.fmt_spread(a["raw_msgs_per_s"])),
-        ("eventkit CPU per message (µs)", benchlib.fmt_spread(a["eventkit_cpu_us_per_msg"], 1)),
-        ("raw CPU per message (µs)", benchlib.fmt_spread(a["raw_cpu_us_per_msg"], 1)),
-        ("**producer_vs_raw** (msgs/s ratio, goal >= 0.9)", benchlib.fmt_ratio(r["producer_vs_raw"])),
-        ("CPU per message, eventkit / raw", benchlib.fmt_ratio(r["producer_vs_raw_cpu_per_msg"])),
-    ]
-    return benchlib.measure_table(rows)
+    return benchlib.eventkit_vs_raw_table(
+        result, "producer_vs_raw", "eventkit EventProducer.produce + flush", "raw Producer + AvroSerializer"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
