@@ -61,7 +61,7 @@ def native(infra):
 def whole_system(native) -> None:
     """Each scenario starts with every component running, so one that failed leaves no victim down for
     the next (what had to be started is said in the output)."""
-    restarted = [comp.name for comp in stack.infrastructure() + stack.installed_services() if stack.start(comp)]
+    restarted = [comp.name for comp in stack.up()]
     if restarted:
         print(f"fault suite: restarted {restarted} left down by an earlier scenario")
 

@@ -135,6 +135,10 @@ def kill9(name: str) -> None:
     os.killpg(pid, signal.SIGKILL)
     stack.wait_gone(pid)
     stack.stop(comp)  # removes the pid file
+    # The restart that follows checks that the ports are free: give the dead process's sockets time to close.
+    deadline = time.monotonic() + 10
+    while any(stack.port_open(port) for port in comp.ports) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 async def restart(name: str, kill: bool = True) -> None:

@@ -313,8 +313,7 @@ def _start(comp: Component) -> bool:
     if comp.pid():
         return False
     for port in comp.ports:
-        # A process killed a moment ago (the fault suite's kill -9) may still be letting go of its socket.
-        if port_open(port) and not _port_freed(port, timeout=10):
+        if port_open(port):
             raise StackError(
                 f"port {port} (needed by {comp.name}) is taken by another process; "
                 f"stop it (`ss -ltnp 'sport = :{port}'` shows which) or run `make down`"
@@ -351,15 +350,6 @@ def _start(comp: Component) -> bool:
     except BaseException:
         stop(comp, timeout=10)  # leave nothing half-started
         raise
-
-
-def _port_freed(port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        if not port_open(port):
-            return True
-    return False
 
 
 def stop(comp: Component, timeout: float = 30.0) -> bool:
